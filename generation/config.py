@@ -1,0 +1,210 @@
+"""Configuration: a TOML file, then environment overrides, validated once at start.
+
+Every setting has a default embedded here, so `closeup` runs with no file at all. Validation
+names the bad key (``faces.backend``) and says what was expected, because a server owner reading
+a start-up error should not need to read code.
+
+Environment overrides: ``DISCORD_TOKEN`` sets ``discord.token``; any setting can be overridden
+as ``CLOSEUP_<SECTION>__<KEY>`` (for example ``CLOSEUP_FACES__BACKEND=dlib``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or has a bad value; the message names the key."""
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value >= low else f"a number >= {low}"
+
+    return check
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"a number between {low} and {high}"
+
+    return check
+
+
+def _setting(default: Any, check: Callable[[Any], str | None] | None = None, secret: bool = False) -> Any:
+    """A dataclass field carrying its validator; ``secret`` keeps the value out of logs."""
+    metadata = {"check": check, "secret": secret}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class DiscordConfig:
+    token: str = _setting("", secret=True)
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    # Discord's own upload cap for most servers is 10 MiB; 25 MiB leaves room for boosted servers.
+    max_bytes: int = _setting(25 * 1024 * 1024, _at_least(1024))
+    # 40 MP covers every phone camera; decompression bombs claim far more.
+    max_pixels: int = _setting(40_000_000, _at_least(10_000))
+    # Animated GIF/WebP/APNG: refuse by default, or take the first frame when true.
+    allow_animation_first_frame: bool = _setting(False)
+    # Long side of the working copy the checks run on; large JPEGs decode at reduced size.
+    analysis_max_side: int = _setting(2048, _between(256, 8192))
+
+
+@dataclass(frozen=True)
+class FacesConfig:
+    backend: str = _setting("auto", _one_of("auto", "dlib", "insightface"))
+    # Folder holding insightface model packs (<dir>/models/<pack>/*.onnx).
+    insightface_root: str = _setting("~/.insightface")
+    # buffalo_l for checks and likeness; antelopev2 is what InstantID expects.
+    insightface_pack: str = _setting("buffalo_l", _one_of("buffalo_l", "antelopev2"))
+    # Download the pack on first use when it is missing (needs internet).
+    insightface_download: bool = _setting(True)
+    # Long side of the copy the detector sees.
+    detect_max_side: int = _setting(800, _between(160, 4096))
+    # dlib HOG: upsample once more when nothing is found (finds faces down to ~12-16 px between eyes).
+    dlib_upsample_retry: bool = _setting(True)
+    # Compute identity embeddings during checks (needed for likeness and multi-photo sets).
+    embeddings: bool = _setting(False)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = _setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"))
+    # "text" for people, "json" for log collectors.
+    format: str = _setting("text", _one_of("text", "json"))
+
+
+@dataclass(frozen=True)
+class Config:
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def redacted(self) -> dict[str, dict[str, Any]]:
+        """All settings as a dict with secrets masked, safe to log or print."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            out[section.name] = {
+                f.name: ("***" if f.metadata.get("secret") and getattr(values, f.name) else getattr(values, f.name))
+                for f in dataclasses.fields(values)
+            }
+        return out
+
+
+ENV_PREFIX = "CLOSEUP_"
+ENV_ALIASES = {"DISCORD_TOKEN": ("discord", "token")}
+
+
+def _type_name(tp: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(key: str, raw: Any, tp: Any, from_env: bool) -> Any:
+    """Check (and for environment strings, parse) one value against the field's type."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(t for t in typing.get_args(tp) if t is not type(None))
+    if from_env and isinstance(raw, str):
+        try:
+            if tp is bool:
+                lowered = raw.strip().lower()
+                if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError
+                return lowered in ("1", "true", "yes", "on")
+            if tp is int:
+                return int(raw)
+            if tp is float:
+                return float(raw)
+        except ValueError:
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {raw!r}") from None
+        return raw
+    if tp is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if tp is int and isinstance(raw, bool) or not isinstance(raw, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {raw!r} ({type(raw).__name__})")
+    return raw
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any], from_env: set[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {name}.{close[0]}?)" if close else ""
+            raise ConfigError(f"{name}.{key}: unknown setting{hint}; known: {', '.join(sorted(known))}")
+        value = _coerce(f"{name}.{key}", raw, hints[key], key in from_env)
+        check = known[key].metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{name}.{key}: expected {problem}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], str] = {}
+    for var, value in environ.items():
+        if var in ENV_ALIASES:
+            found[ENV_ALIASES[var]] = value
+        elif var.startswith(ENV_PREFIX) and "__" in var:
+            section, _, key = var[len(ENV_PREFIX) :].partition("__")
+            found[(section.lower(), key.lower())] = value
+    return found
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (optional), apply environment overrides, validate, return a frozen Config."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist (copy config.example.toml to start)") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    section_types = typing.get_type_hints(Config)
+    for name, value in data.items():
+        if name not in sections:
+            close = difflib.get_close_matches(name, sections, n=1)
+            hint = f" (did you mean [{close[0]}]?)" if close else ""
+            raise ConfigError(f"[{name}]: unknown section{hint}; known: {', '.join(sections)}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a [{name}] table, got {value!r}")
+    from_env: dict[str, set[str]] = {}
+    for (section, key), value in _env_overrides(os.environ if environ is None else environ).items():
+        if section not in sections:
+            raise ConfigError(f"environment override for {section}.{key}: unknown section [{section}]")
+        data.setdefault(section, {})[key] = value
+        from_env.setdefault(section, set()).add(key)
+    built = {
+        name: _build_section(name, section_types[name], data.get(name, {}), from_env.get(name, set()))
+        for name in sections
+    }
+    return Config(**built)
