@@ -1,0 +1,49 @@
+"""Choosing a face backend from config: insightface where its models are, else bundled dlib."""
+
+from __future__ import annotations
+
+import logging
+
+from generation.config import FacesConfig
+from generation.faces.types import FaceAnalyzer, FaceModelMissingError
+
+log = logging.getLogger(__name__)
+
+
+def create_analyzer(config: FacesConfig) -> FaceAnalyzer:
+    """Build the configured analyzer once; ``auto`` never downloads, it uses what is on disk."""
+    backend = config.backend
+    if backend == "auto":
+        from generation.faces.insightface_backend import find_pack_dir
+
+        pack_dir = find_pack_dir(config.insightface_root, config.insightface_pack)
+        onnxruntime_present = _has_onnxruntime()
+        if pack_dir is not None and onnxruntime_present:
+            backend = "insightface"
+            log.info("faces.backend=auto: using insightface pack %s at %s", config.insightface_pack, pack_dir)
+        else:
+            backend = "dlib"
+            why = "onnxruntime is not installed" if pack_dir is not None else (
+                f"no insightface pack '{config.insightface_pack}' under {config.insightface_root}")
+            log.info("faces.backend=auto: using bundled dlib models (%s)", why)
+    if backend == "insightface":
+        from generation.faces.insightface_backend import InsightFaceAnalyzer
+
+        return InsightFaceAnalyzer(
+            root=config.insightface_root,
+            pack=config.insightface_pack,
+            download=config.insightface_download,
+        )
+    if backend == "dlib":
+        try:
+            from generation.faces.dlib_backend import DlibAnalyzer
+        except ImportError as exc:  # pragma: no cover - dlib-bin is a base dependency
+            raise FaceModelMissingError(f"dlib is not installed ({exc}); run `pip install dlib-bin`.") from None
+        return DlibAnalyzer(detect_max_side=config.detect_max_side, upsample_retry=config.dlib_upsample_retry)
+    raise FaceModelMissingError(f"faces.backend: unknown backend {backend!r}")
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None

@@ -1,0 +1,400 @@
+"""The quality checks: pure functions from a measured face to a CheckResult.
+
+Each check measures one thing on the face aligned to a canonical frame (eyes level, a fixed
+inter-eye distance), so a region such as "the left cheek" is the same rectangle for every photo.
+Thresholds come from thresholds.THRESHOLDS; nothing here hard-codes a pass/fail value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from generation.faces.types import Face
+from generation.images import LoadedImage
+from generation.quality.geometry import AlignedFace, align_face, face_mask, luma, srgb_to_linear
+from generation.quality.jpeg import blockiness, estimate_jpeg_quality
+from generation.quality.report import CheckResult, CropBox, Tier
+from generation.quality.thresholds import THRESHOLDS, grade
+
+# Canonical analysis frame: 256 px square, 64 px between the eyes, eye line at y = 100.
+FRAME_SIZE, FRAME_IED, FRAME_EYE_Y = 256, 64.0, 100.0
+# Blur is judged at 40 px between the eyes (face-quality.md §1.1 recipe).
+BLUR_SIZE, BLUR_IED, BLUR_EYE_Y = 128, 40.0, 52.0
+# Below this native inter-eye distance the face is too small to judge sharpness at all.
+BLUR_MIN_NATIVE_IED = 24.0
+
+ADVICE = {
+    "no_face": "I couldn't find a face. Use a clear, front-facing photo of yourself in good light.",
+    "many_people": "I see more than one person. Please send a photo with just you in it.",
+    "other_person": "Someone else is in the picture; I'll use the biggest face. Send a photo of just you "
+    "if that isn't you.",
+    "send_original": "This image is small. Send the original photo file, not a screenshot or a thumbnail.",
+    "move_closer": "Your face is small in the photo. Move closer (about an arm's length) or use the 1× lens, "
+    "not digital zoom.",
+    "step_back": "Move the camera back a bit so your whole head, some space above your hair, and your "
+    "shoulders are in the picture.",
+    "look_straight": "Look straight into the camera.",
+    "eye_level": "Hold your phone at eye level, not above or below your face.",
+    "head_level": "Keep your head level (not tilted to one side).",
+    "sunglasses": "Please take off sunglasses (normal glasses are fine if there's no glare).",
+    "occlusion": "Keep hands, masks, hair and phones away from your face.",
+    "blur": "The photo is blurry. Hold still, tap your face to focus, wipe the lens, and use more light.",
+    "motion_blur": "The photo is motion-blurred. Hold the phone still (or lean on something) and use more light.",
+    "over_exposure": "Your face is washed out. Turn off the flash or step out of direct sunlight.",
+    "under_exposure": "It's too dark. Face a window or a lamp.",
+    "backlight": "There's bright light behind you. Turn around so the light is in front of you.",
+    "side_shadow": "One side of your face is in shadow. Face the light directly (e.g. stand facing a window).",
+    "colour_cast": "Coloured lighting changes your skin tone. Use daylight or white light.",
+    "eyes_closed": "Your eyes look closed. Keep them open and look at the lens.",
+    "eyes_half": "Your eyes look half closed. Open them fully and look at the lens.",
+    "compression": "This photo has been compressed too much. Send the original from your camera roll.",
+}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Everything the checks share: the image, the chosen face, and its aligned crops."""
+
+    image: LoadedImage
+    pixels: np.ndarray  # working copy, upright (possibly rotated after a failed first detection)
+    faces: tuple[Face, ...]  # largest first, in working-copy pixels
+    face: Face
+    aligned: AlignedFace  # FRAME_SIZE analysis frame
+    mask: np.ndarray  # face skin mask in the analysis frame
+    face_luma: np.ndarray  # luma of the masked pixels
+
+    @classmethod
+    def build(cls, image: LoadedImage, pixels: np.ndarray, faces: list[Face]) -> Measured:
+        face = faces[0]
+        aligned = align_face(pixels, face, size=FRAME_SIZE, ied=FRAME_IED, eye_y=FRAME_EYE_Y)
+        mask = face_mask(aligned)
+        return cls(image, pixels, tuple(faces), face, aligned, mask, luma(aligned.pixels)[mask])
+
+    @property
+    def scale(self) -> float:
+        """Working pixels per original pixel (a 90° turn of the working copy keeps it)."""
+        return self.image.scale
+
+    @property
+    def yaw_factor(self) -> float:
+        return max(math.cos(math.radians(self.face.pose.yaw)), 0.5)
+
+    @property
+    def ied_original(self) -> float:
+        """Inter-eye distance in original pixels, corrected for a turned head."""
+        return self.face.inter_eye_distance / self.scale / self.yaw_factor
+
+    @property
+    def down(self) -> np.ndarray:
+        """Unit vector from the eyes towards the chin, following the head's roll."""
+        roll = math.radians(self.face.pose.roll)
+        return np.array([-math.sin(roll), math.cos(roll)])
+
+    @property
+    def eye_to_chin(self) -> float:
+        """T: eye midpoint to chin, working pixels (68-point chin, else 1.6 × eye-to-mouth)."""
+        face = self.face
+        if face.landmarks68 is not None:
+            return float(np.linalg.norm(face.landmarks68[8] - face.eye_mid))
+        mouth = (face.landmarks5[3] + face.landmarks5[4]) / 2.0
+        return 1.6 * float(np.linalg.norm(mouth - face.eye_mid))
+
+
+def _region_luma(measured: Measured, cx: float, cy: float, half_w: float, half_h: float) -> np.ndarray:
+    return luma(measured.aligned.region(cx, cy, half_w, half_h))
+
+
+def _result(name: str, threshold: str, value: float, advice: str, detail: str) -> CheckResult:
+    tier = grade(threshold, value)
+    return CheckResult(name, tier, value, advice if tier in (Tier.WARN, Tier.FAIL) else "", detail)
+
+
+def check_single_person(faces: tuple[Face, ...] | list[Face]) -> CheckResult:
+    min_score = THRESHOLDS["second_face_score"].fail or 0.0
+    others = [f for f in faces[1:] if f.score >= min_score]
+    if not others:
+        return CheckResult("single_person", Tier.PASS, 0.0, detail=f"{len(faces)} face(s) found")
+    ratio = others[0].area / max(faces[0].area, 1e-6)
+    tier = grade("single_person", ratio)
+    detail = f"{1 + len(others)} faces; second largest is {ratio:.0%} of the largest by area"
+    if tier == Tier.PASS:
+        # Much smaller background faces are ignored: the crop takes the largest face.
+        return CheckResult("single_person", Tier.FIXED, ratio, detail=detail + "; using the largest")
+    advice = ADVICE["many_people"] if tier == Tier.FAIL else ADVICE["other_person"]
+    return CheckResult("single_person", tier, ratio, advice, detail)
+
+
+def check_resolution(m: Measured) -> CheckResult:
+    ied = m.ied_original
+    width, height = m.image.original_size
+    tier = grade("resolution", ied)
+    face_fraction = m.face.height / m.pixels.shape[0]
+    small_file = min(width, height) < 1000 or face_fraction >= 0.2
+    advice = ADVICE["send_original"] if small_file else ADVICE["move_closer"]
+    detail = (f"{ied:.0f} px between the eyes in a {width}×{height} image "
+              f"(face is {face_fraction:.0%} of the height)")
+    return CheckResult("resolution", tier, ied, advice if tier != Tier.PASS else "", detail)
+
+
+def check_file(image: LoadedImage, notes: tuple[str, ...]) -> CheckResult:
+    short = float(min(image.original_size))
+    tier = grade("image_short_side", short)
+    detail = f"{image.format}, {image.original_size[0]}×{image.original_size[1]}, {image.file_bytes} bytes"
+    if tier == Tier.PASS and notes:
+        return CheckResult("file", Tier.FIXED, short, detail=detail + "; " + "; ".join(notes))
+    return CheckResult("file", tier, short, ADVICE["send_original"] if tier != Tier.PASS else "", detail)
+
+
+def head_extent(m: Measured) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Crown point, chin point, head height and half width, in working pixels."""
+    t = m.eye_to_chin
+    chin = m.face.eye_mid + m.down * t
+    # Eyes sit about half-way between the top of the skull and the chin.
+    crown = m.face.eye_mid - m.down * 0.95 * t
+    half_width = 1.1 * m.face.inter_eye_distance / m.yaw_factor
+    return crown, chin, 1.95 * t, half_width
+
+
+def check_framing(m: Measured, crop: CropBox) -> CheckResult:
+    height, width = m.pixels.shape[:2]
+    crown, chin, head_height, half_width = head_extent(m)
+    box = m.face.box
+    left = min(box[0], m.face.eye_mid[0] - half_width)
+    right = max(box[2], m.face.eye_mid[0] + half_width)
+    cut_vertical = max(0.0, -min(crown[1], chin[1]), max(crown[1], chin[1]) - height) / head_height
+    cut_horizontal = max(0.0, -left, right - width) / max(right - left, 1e-6)
+    cut = max(cut_vertical, cut_horizontal)
+    tier = grade("framing", cut)
+    padding_tier = grade("crop_padding", crop.padding)
+    if tier == Tier.PASS and padding_tier != Tier.PASS:
+        tier = padding_tier
+    parts = []
+    if chin[1] > height:
+        parts.append("chin cut off")
+    if crown[1] < 0:
+        parts.append("top of the head cut off")
+    if cut_horizontal > 0:
+        parts.append("side of the head cut off")
+    detail = (", ".join(parts) or "whole head in frame") + f"; crop needs {crop.padding:.0%} padding"
+    return CheckResult("framing", tier, cut, ADVICE["step_back"] if tier != Tier.PASS else "", detail)
+
+
+def check_pose(face: Face) -> CheckResult:
+    pose = face.pose
+    yaw_tier, pitch_tier, roll_tier = grade("yaw", abs(pose.yaw)), grade("pitch", abs(pose.pitch)), grade(
+        "roll", abs(pose.roll))
+    detail = f"yaw {pose.yaw:+.0f}°, pitch {pose.pitch:+.0f}°, roll {pose.roll:+.0f}°"
+    ranked = [(yaw_tier, abs(pose.yaw), "look_straight"), (pitch_tier, abs(pose.pitch), "eye_level"),
+              (roll_tier, abs(pose.roll), "head_level")]
+    for tier in (Tier.FAIL, Tier.WARN):
+        for t, value, advice in ranked:
+            if t == tier:
+                return CheckResult("pose", tier, value, ADVICE[advice], detail)
+    worst = max(abs(pose.yaw), abs(pose.pitch))
+    if abs(pose.roll) > (THRESHOLDS["roll_fix"].warn or 0.0):
+        return CheckResult("pose", Tier.FIXED, worst, detail=detail + "; the crop straightens the tilt")
+    return CheckResult("pose", Tier.PASS, worst, detail=detail)
+
+
+def _crete_blur(gray: np.ndarray) -> tuple[float, float]:
+    """Crete et al. (2007) no-reference blur per axis: how little a further blur changes the image.
+
+    Returns (horizontal, vertical) in 0 (sharp) … 1 (nothing left to lose).
+    """
+    g = gray.astype(np.float32)
+    scores = []
+    for axis in (1, 0):
+        kernel = (9, 1) if axis == 1 else (1, 9)
+        blurred = cv2.blur(g, kernel, borderType=cv2.BORDER_REFLECT)
+        d_sharp = np.abs(np.diff(g, axis=axis))
+        d_blur = np.abs(np.diff(blurred, axis=axis))
+        lost = np.maximum(0.0, d_sharp - d_blur)
+        total = float(d_sharp[2:-2, 2:-2].sum())
+        scores.append(1.0 if total <= 1e-6 else (total - float(lost[2:-2, 2:-2].sum())) / total)
+    return scores[0], scores[1]
+
+
+def check_blur(m: Measured) -> CheckResult:
+    native = m.face.inter_eye_distance
+    if native < BLUR_MIN_NATIVE_IED:
+        return CheckResult("blur", Tier.SKIPPED, None,
+                           detail=f"face too small to judge sharpness ({native:.0f} px between the eyes)")
+    small = align_face(m.pixels, m.face, size=BLUR_SIZE, ied=BLUR_IED, eye_y=BLUR_EYE_Y)
+    inner = cv2.cvtColor(small.region(0.0, 0.55, 0.9, 0.75), cv2.COLOR_RGB2GRAY)
+    horizontal, vertical = _crete_blur(inner)
+    value = max(horizontal, vertical)
+    tier = grade("blur", value)
+    directional = abs(horizontal - vertical) > 0.12
+    advice = ADVICE["motion_blur"] if directional else ADVICE["blur"]
+    detail = f"re-blur score {value:.2f} (horizontal {horizontal:.2f}, vertical {vertical:.2f})"
+    if native < BLUR_IED:
+        detail += f"; face upscaled from {native:.0f} px between the eyes"
+    return CheckResult("blur", tier, value, advice if tier != Tier.PASS else "", detail)
+
+
+def check_over_exposure(m: Measured) -> CheckResult:
+    clipped = float(np.mean(m.face_luma >= 250)) if m.face_luma.size else 0.0
+    return _result("over_exposure", "over_exposure", clipped, ADVICE["over_exposure"],
+                   f"{clipped:.1%} of face pixels clipped")
+
+
+def _entropy(values: np.ndarray) -> float:
+    hist = np.bincount(np.clip(values, 0, 255).astype(np.int32), minlength=256).astype(np.float64)
+    p = hist[hist > 0] / max(hist.sum(), 1.0)
+    return float(-(p * np.log2(p)).sum())
+
+
+def check_under_exposure(m: Measured) -> CheckResult:
+    crushed = float(np.mean(m.face_luma < 35)) if m.face_luma.size else 0.0
+    entropy = _entropy(m.face_luma)
+    tiers = [grade("crushed_shadows", crushed), grade("face_entropy", entropy)]
+    tier = Tier.FAIL if Tier.FAIL in tiers else Tier.WARN if Tier.WARN in tiers else Tier.PASS
+    detail = f"{crushed:.1%} of face pixels crushed to black; face entropy {entropy:.2f} bits"
+    return CheckResult("under_exposure", tier, crushed, ADVICE["under_exposure"] if tier != Tier.PASS else "",
+                       detail)
+
+
+def _surround_luma(m: Measured) -> np.ndarray:
+    """Luma of an annulus 0.5-1.5 face widths around the face box (every 2nd pixel: it's a median)."""
+    height, width = m.pixels.shape[:2]
+    x0, y0, x1, y1 = m.face.box
+    fw = max(x1 - x0, 1.0)
+    outer = [int(max(0, x0 - 1.5 * fw)), int(max(0, y0 - 1.5 * fw)),
+             int(min(width, x1 + 1.5 * fw)), int(min(height, y1 + 1.5 * fw))]
+    region = m.pixels[outer[1]:outer[3]:2, outer[0]:outer[2]:2]
+    ys, xs = np.mgrid[outer[1]:outer[3]:2, outer[0]:outer[2]:2]
+    inner = (xs >= x0 - 0.5 * fw) & (xs <= x1 + 0.5 * fw) & (ys >= y0 - 0.5 * fw) & (ys <= y1 + 0.5 * fw)
+    return luma(region)[~inner]
+
+
+def check_backlight(m: Measured) -> CheckResult:
+    surround = _surround_luma(m)
+    if surround.size < 100 or m.face_luma.size == 0:
+        return CheckResult("backlight", Tier.SKIPPED, None, detail="face fills the photo; no surround to compare")
+    face_median = float(np.median(m.face_luma))
+    surround_median = float(np.median(surround))
+    clipped = float(np.mean(surround >= 250))
+    ratio = face_median / max(surround_median, 1.0)
+    bright_behind = clipped > (THRESHOLDS["backlight_surround_clipped"].warn or 0.0) or surround_median > 170
+    tier = grade("backlight_ratio", ratio) if bright_behind else Tier.PASS
+    if tier == Tier.PASS and face_median < 70 and surround_median > 170:
+        tier = Tier.WARN
+    detail = (f"face median {face_median:.0f} vs surround {surround_median:.0f} (ratio {ratio:.2f}); "
+              f"{clipped:.0%} of the surround clipped")
+    return CheckResult("backlight", tier, ratio, ADVICE["backlight"] if tier != Tier.PASS else "", detail)
+
+
+def _lighting_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    la = float(np.median(srgb_to_linear(a))) + 1e-3
+    lb = float(np.median(srgb_to_linear(b))) + 1e-3
+    return max(la, lb) / min(la, lb)
+
+
+def check_side_shadow(m: Measured) -> CheckResult:
+    # OFIQ cheek zones: 0.3·IED squares starting at each eye centre, half way down to the mouth.
+    cheek_l = _region_luma(m, -0.35, 0.58, 0.15, 0.15)
+    cheek_r = _region_luma(m, 0.35, 0.58, 0.15, 0.15)
+    brow_l = _region_luma(m, -0.3, -0.45, 0.15, 0.12)
+    brow_r = _region_luma(m, 0.3, -0.45, 0.15, 0.12)
+    cheeks = _lighting_ratio(cheek_l, cheek_r)
+    forehead = _lighting_ratio(brow_l, brow_r)
+    # A fringe or glasses can darken one patch; a real side light darkens both pairs.
+    ratio = min(cheeks, forehead)
+    return _result("side_shadow", "side_shadow", ratio, ADVICE["side_shadow"],
+                   f"lighting ratio cheeks {cheeks:.1f}:1, forehead {forehead:.1f}:1")
+
+
+def check_colour_cast(m: Measured) -> CheckResult:
+    cheeks = np.concatenate([
+        m.aligned.region(-0.35, 0.58, 0.15, 0.15).reshape(-1, 3),
+        m.aligned.region(0.35, 0.58, 0.15, 0.15).reshape(-1, 3),
+    ]).astype(np.float32) / 255.0
+    lab = cv2.cvtColor(cheeks.reshape(-1, 1, 3), cv2.COLOR_RGB2Lab).reshape(-1, 3)
+    a, b = float(lab[:, 1].mean()), float(lab[:, 2].mean())
+    da = max(0.0, 5 - a, a - 25)
+    db = max(0.0, 5 - b, b - 35)
+    distance = math.hypot(da, db)
+    return _result("colour_cast", "colour_cast", distance, ADVICE["colour_cast"],
+                   f"cheek colour a* {a:.1f}, b* {b:.1f} (natural skin: a* 5-25, b* 5-35)")
+
+
+def eye_aspect_ratio(points68: np.ndarray) -> float:
+    def ear(eye: np.ndarray) -> float:
+        vertical = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
+        return float(vertical / (2.0 * max(np.linalg.norm(eye[0] - eye[3]), 1e-6)))
+
+    return (ear(points68[36:42]) + ear(points68[42:48])) / 2.0
+
+
+def check_eyes_closed(face: Face) -> CheckResult:
+    if face.landmarks68 is None:
+        return CheckResult("eyes_closed", Tier.SKIPPED, None, detail="needs 68-point landmarks")
+    value = eye_aspect_ratio(face.landmarks68)
+    tier = grade("eyes_closed", value)
+    advice = ADVICE["eyes_closed"] if tier == Tier.FAIL else ADVICE["eyes_half"] if tier == Tier.WARN else ""
+    return CheckResult("eyes_closed", tier, value, advice, f"eye aspect ratio {value:.3f}")
+
+
+def _laplacian_std(gray: np.ndarray) -> float:
+    return float(cv2.Laplacian(gray.astype(np.float32), cv2.CV_32F, ksize=3).std())
+
+
+def check_sunglasses(m: Measured) -> CheckResult:
+    eyes = [m.aligned.region(side * 0.5, 0.0, 0.25, 0.15) for side in (-1, 1)]
+    cheeks = np.concatenate([_region_luma(m, -0.35, 0.58, 0.15, 0.15).ravel(),
+                             _region_luma(m, 0.35, 0.58, 0.15, 0.15).ravel()])
+    cheek_median = float(np.median(cheeks))
+    eye_luma = np.concatenate([luma(e).ravel() for e in eyes])
+    dark = float(np.median(eye_luma)) < 0.35 * cheek_median
+    cheek_texture = _laplacian_std(_region_luma(m, -0.35, 0.58, 0.15, 0.15))
+    eye_texture = min(_laplacian_std(luma(e)) for e in eyes)
+    flat = eye_texture < 1.2 * cheek_texture
+    sclera = float(np.mean(eye_luma > 0.8 * cheek_median))
+    no_sclera = sclera < 0.03
+    votes = float(dark) * (1 + int(flat) + int(no_sclera)) / 3.0
+    tier = grade("sunglasses", votes)
+    detail = (f"eye/cheek brightness {np.median(eye_luma) / max(cheek_median, 1):.2f}, "
+              f"eye texture {eye_texture:.1f} vs cheek {cheek_texture:.1f}, bright sclera {sclera:.1%}")
+    return CheckResult("sunglasses", tier, votes, ADVICE["sunglasses"] if tier != Tier.PASS else "", detail)
+
+
+def check_occlusion(m: Measured) -> CheckResult:
+    """Lower face (nose, mouth, chin) against a skin-colour model fitted on the cheeks and forehead."""
+
+    def crcb(pixels: np.ndarray) -> np.ndarray:
+        ycc = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2YCrCb).reshape(-1, 3).astype(np.float32)
+        return ycc[:, 1:]
+
+    skin = np.concatenate([
+        crcb(m.aligned.region(-0.35, 0.58, 0.15, 0.15)),
+        crcb(m.aligned.region(0.35, 0.58, 0.15, 0.15)),
+        crcb(m.aligned.region(0.0, -0.45, 0.35, 0.12)),
+    ])
+    mean = np.median(skin, axis=0)
+    spread = np.maximum(np.percentile(np.abs(skin - mean), 90, axis=0), 4.0)
+    lower = crcb(m.aligned.region(0.0, 1.25, 0.45, 0.45))
+    outside = float(np.mean(np.any(np.abs(lower - mean) > 2.0 * spread, axis=1)))
+    return _result("occlusion", "occlusion", outside, ADVICE["occlusion"],
+                   f"{outside:.0%} of the lower face differs from the skin colour")
+
+
+def check_compression(m: Measured) -> CheckResult:
+    image = m.image
+    bpp = image.file_bytes * 8 / max(1, image.original_size[0] * image.original_size[1])
+    if image.format == "JPEG":
+        quality = estimate_jpeg_quality(image.jpeg_quantization)
+        if quality is not None:
+            return _result("compression", "jpeg_quality", quality, ADVICE["compression"],
+                           f"JPEG quality ≈ {quality:.0f}, {bpp:.2f} bits per pixel")
+    if image.scale < 0.999:
+        return CheckResult("compression", Tier.SKIPPED, None, detail=f"{image.format}, {bpp:.2f} bits per pixel")
+    x0, y0, x1, y1 = (int(v) for v in m.face.box)
+    x0, y0 = max(0, x0) // 8 * 8, max(0, y0) // 8 * 8  # stay on the 8×8 grid the file was coded on
+    region = m.pixels[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    value = blockiness(luma(region))
+    return _result("compression", "blockiness", value, ADVICE["compression"],
+                   f"{image.format}; 8×8 blockiness {value:.2f}, {bpp:.2f} bits per pixel")

@@ -1,0 +1,134 @@
+"""Every pass / warn / fail threshold of the quality gate, in one table, each with its source.
+
+"calibrated" means chosen from docs/quality-calibration.md, which `benchmarks/calibrate_quality.py`
+regenerates from the labelled set (real photos in tests/fixtures/faces + synthetic degradations
+with known ground truth). Values are in the unit named; see face-quality.md for the literature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generation.quality.report import Tier
+
+
+@dataclass(frozen=True)
+class Threshold:
+    warn: float | None
+    fail: float | None
+    higher_is_worse: bool
+    unit: str
+    source: str
+
+    def grade(self, value: float) -> Tier:
+        def beyond(limit: float | None) -> bool:
+            if limit is None:
+                return False
+            return value > limit if self.higher_is_worse else value < limit
+
+        if beyond(self.fail):
+            return Tier.FAIL
+        if beyond(self.warn):
+            return Tier.WARN
+        return Tier.PASS
+
+
+THRESHOLDS: dict[str, Threshold] = {
+    "single_person": Threshold(
+        warn=0.10, fail=0.25, higher_is_worse=True, unit="area of 2nd largest face / largest",
+        source="OFIQ SingleFacePresent (two-face conformance image = 0.33); face-quality.md §1.9",
+    ),
+    "second_face_score": Threshold(
+        warn=None, fail=0.6, higher_is_worse=False, unit="detector score a second face needs to count",
+        source="face-quality.md §1.9 (detectors invent faces; require 0.6-0.8)",
+    ),
+    "resolution": Threshold(
+        warn=64.0, fail=32.0, higher_is_worse=False, unit="px between eye centres, original pixels, / cos(yaw)",
+        source="calibrated: dlib identity distance +0.06 at 32 px, +0.02 at 64 px; OFIQ centre 70 px",
+    ),
+    "image_short_side": Threshold(
+        warn=512.0, fail=None, higher_is_worse=False, unit="px, short side of the original image",
+        source="HeadshotPro minimum 512²; ANSI/NIST 480×600",
+    ),
+    "framing": Threshold(
+        warn=0.0, fail=0.08, higher_is_worse=True, unit="fraction of the head (crown to chin) outside the image",
+        source="calibrated on synthetic head crops; HeadshotPro 'full face visible'",
+    ),
+    "crop_padding": Threshold(
+        warn=0.20, fail=None, higher_is_worse=True, unit="fraction of the crop side that needs padding",
+        source="face-quality.md §3 step 4 proposes 10 %; clean head-and-shoulders originals need up to 18 % (hair near the top edge), so 20 %",
+    ),
+    "yaw": Threshold(
+        warn=15.0, fail=32.0, higher_is_worse=True, unit="degrees",
+        source="face-quality.md row 8 (pass ≤ 15°, reject > 30-35°; OFIQ cos² 30° → 75)",
+    ),
+    "pitch": Threshold(
+        warn=20.0, fail=30.0, higher_is_worse=True, unit="degrees",
+        source="face-quality.md row 8, widened by 5° for the 5-point estimate's error (calibrated)",
+    ),
+    "roll": Threshold(
+        warn=25.0, fail=None, higher_is_worse=True, unit="degrees (always straightened in the crop)",
+        source="face-quality.md row 8 (roll is fixed by rotating; warn > 25°)",
+    ),
+    "roll_fix": Threshold(
+        warn=3.0, fail=None, higher_is_worse=True, unit="degrees above which the crop is rotated",
+        source="project choice: below 3° a rotation changes nothing visible",
+    ),
+    "blur": Threshold(
+        warn=0.42, fail=0.50, higher_is_worse=True,
+        unit="Crete re-blur score on the aligned inner face at 40 px IED (0 sharp … 1 flat)",
+        source="calibrated: Gaussian σ ≥ 0.06·IED (identity distance +0.38) must fail",
+    ),
+    "over_exposure": Threshold(
+        warn=0.02, fail=0.08, higher_is_worse=True, unit="fraction of face pixels with luma ≥ 250",
+        source="face-quality.md row 10 (OFIQ: 1 % → 50/100, 5 % → 17)",
+    ),
+    "crushed_shadows": Threshold(
+        warn=0.10, fail=0.25, higher_is_worse=True, unit="fraction of face pixels with sRGB luma < 35",
+        source="face-quality.md row 11 (not mean luminance: fair to dark skin)",
+    ),
+    "face_entropy": Threshold(
+        warn=5.0, fail=4.5, higher_is_worse=False, unit="bits, face luma histogram",
+        source="face-quality.md row 11 (OFIQ dynamic range: good photos 5.6-7.6 bits)",
+    ),
+    "backlight_ratio": Threshold(
+        warn=0.5, fail=0.35, higher_is_worse=False, unit="median face luma / median surround luma",
+        source="face-quality.md §1.2 [proposal] (one stop darker than the surround); fail calibrated",
+    ),
+    "backlight_surround_clipped": Threshold(
+        warn=0.15, fail=None, higher_is_worse=True, unit="fraction of surround pixels ≥ 250",
+        source="face-quality.md §1.2 [proposal]",
+    ),
+    "side_shadow": Threshold(
+        warn=2.0, fail=4.0, higher_is_worse=True, unit="lighting ratio of the cheeks (linear light)",
+        source="photography lighting-ratio convention; face-quality.md §1.3",
+    ),
+    "colour_cast": Threshold(
+        warn=10.0, fail=None, higher_is_worse=True, unit="CIELAB distance of cheek a*,b* from the skin box",
+        source="OFIQ NaturalColour (a* 5-25, b* 5-35; 10 → Q 54)",
+    ),
+    "eyes_closed": Threshold(
+        warn=0.20, fail=0.15, higher_is_worse=False, unit="eye aspect ratio, mean of both eyes (68 points)",
+        source="Soukupová & Čech 2016 EAR; calibrated on clean photos (smiles reach 0.22)",
+    ),
+    "sunglasses": Threshold(
+        warn=None, fail=0.5, higher_is_worse=True, unit="votes of the eye-darkness/texture/sclera heuristic (0-1)",
+        source="face-quality.md §1.6 heuristic; calibrated on synthetic dark bars",
+    ),
+    "occlusion": Threshold(
+        warn=0.40, fail=None, higher_is_worse=True, unit="fraction of lower-face pixels outside the skin model",
+        source="face-quality.md §1.6 [proposal]",
+    ),
+    "jpeg_quality": Threshold(
+        warn=50.0, fail=30.0, higher_is_worse=False, unit="IJG quality estimated from quantisation tables",
+        source="face-quality.md row 18 (Kornblum 2008 estimate; identifai recommends ≥ 80)",
+    ),
+    "blockiness": Threshold(
+        warn=1.6, fail=2.5, higher_is_worse=True, unit="8×8 boundary / interior gradient ratio (non-JPEG files)",
+        source="Wang-Bovik-Evans 2000 idea, calibrated on re-saved JPEGs",
+    ),
+}
+
+
+def grade(name: str, value: float) -> Tier:
+    return THRESHOLDS[name].grade(value)
