@@ -8,6 +8,7 @@ Every refusal is an :class:`ImageError` whose ``user_message`` tells a Discord u
 
 from __future__ import annotations
 
+import codecs
 import io
 import math
 import warnings
@@ -97,7 +98,7 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _describe_unknown(data: bytes) -> str:
+def _describe_unknown(data: bytes) -> str | None:
     head = data[:256].lstrip().lower()
     if head.startswith((b"<svg", b"<?xml")) or b"<svg" in head:
         return "an SVG drawing"
@@ -110,10 +111,22 @@ def _describe_unknown(data: bytes) -> str:
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "a TIFF image"
     try:
-        data[:512].decode("utf-8")
+        # Incremental decoding: a character cut by the 512-byte window is still text.
+        codecs.getincrementaldecoder("utf-8")().decode(data[:512], final=False)
         return "a text file"
     except UnicodeDecodeError:
-        return "not a photo"
+        return None
+
+
+def _too_large(size: int, max_bytes: int) -> FileTooLargeError:
+    # Round the file size up and the limit down, so a file just over the limit never reads
+    # "25.0 MB; the limit is 25 MB".
+    shown_size = math.ceil(size * 10 / 1048576) / 10
+    shown_limit = math.floor(max_bytes * 10 / 1048576) / 10
+    return FileTooLargeError(
+        f"That file is {shown_size:g} MB; the limit is {shown_limit:g} MB. "
+        "Send a smaller copy (a normal phone photo is 2-6 MB).",
+    )
 
 
 def _register_heif() -> None:
@@ -172,16 +185,14 @@ def load_image(
     if not data:
         raise EmptyFileError("That file is empty (0 bytes). Please attach the photo again.")
     if len(data) > max_bytes:
-        raise FileTooLargeError(
-            f"That file is {len(data) / 1048576:.1f} MB; the limit is {max_bytes / 1048576:.0f} MB. "
-            "Send a smaller copy (a normal phone photo is 2-6 MB).",
-        )
+        raise _too_large(len(data), max_bytes)
     kind = _sniff(data)
     if kind is None:
-        raise UnsupportedFormatError(
-            f"That file is {_describe_unknown(data)}, not a photo I can read. "
-            "Please send a JPEG, PNG, WebP or HEIC photo.",
-        )
+        what = _describe_unknown(data)
+        opening = "I can't read that file as a photo."
+        if what:
+            opening = f"That file is {what}, not a photo I can read."
+        raise UnsupportedFormatError(f"{opening} Please send a JPEG, PNG, WebP or HEIC photo.")
     if kind == "GIF" and not allow_animation_first_frame:
         raise UnsupportedFormatError("GIFs aren't supported. Please send a JPEG, PNG, WebP or HEIC photo.")
     if kind == "HEIF":
@@ -201,7 +212,13 @@ def load_image(
                     f"the limit is {max_pixels / 1e6:.0f} MP. Send a normal camera photo.",
                 )
             frames = getattr(im, "n_frames", 1)
-            if frames > 1 or getattr(im, "is_animated", False):
+            if im.format == "MPO":
+                # A multi-picture JPEG (stereo cameras; phones that add a depth or gain map) is a
+                # still photo whose first picture is the main one, not an animation.
+                im.seek(0)
+                if frames > 1:
+                    notes.append("used the main picture of a multi-picture JPEG")
+            elif frames > 1 or getattr(im, "is_animated", False):
                 if not allow_animation_first_frame:
                     raise AnimatedImageError(
                         "That's an animation. Please send a still photo (JPEG, PNG, WebP or HEIC)."
@@ -210,7 +227,8 @@ def load_image(
                 notes.append("used the first frame of the animation")
             quantization = None
             if kind == "JPEG":
-                quantization = {k: tuple(int(v) for v in t) for k, t in getattr(im, "quantization", {}).items()}
+                tables = getattr(im, "quantization", None) or {}
+                quantization = {k: tuple(int(v) for v in t) for k, t in tables.items()}
                 if max_side and max(width, height) > max_side:
                     ratio = max_side / max(width, height)
                     target = (math.ceil(width * ratio), math.ceil(height * ratio))
@@ -264,10 +282,7 @@ def load_image_file(path: str | Path, *, max_bytes: int = 25 * 1024 * 1024, **kw
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise FileTooLargeError(
-                f"That file is {size / 1048576:.1f} MB; the limit is {max_bytes / 1048576:.0f} MB. "
-                "Send a smaller copy (a normal phone photo is 2-6 MB).",
-            )
+            raise _too_large(size, max_bytes)
         data = path.read_bytes()
     except ImageError:
         raise

@@ -40,8 +40,9 @@ def dlib_model_dir() -> Path:
 
 
 def _squash(margin: float) -> float:
-    """Map HOG's SVM margin (0 at the default threshold, ~2-3 for clear faces) into 0..1."""
-    return 1.0 / (1.0 + math.exp(-2.0 * (margin + 0.5)))
+    """Map HOG's SVM margin into 0..1: 0.5 at dlib's default threshold (margin 0), where its false
+    detections sit; clear faces have margins of 1-3 (0.95+)."""
+    return 1.0 / (1.0 + math.exp(-3.0 * margin))
 
 
 def five_from_68(points68: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from generation.faces.types import Face, FaceAnalyzer
 from generation.images import LoadedImage
 from generation.quality import checks
 from generation.quality.crop import suggest_crop
+from generation.quality.thresholds import THRESHOLDS
 from generation.quality.report import CHECK_ORDER, CheckResult, QualityReport, Tier, overall_verdict
 
 # Tried in this order when the upright image shows no face: EXIF orientation is unreliable.
@@ -40,6 +41,15 @@ def _find_faces(analyzer: FaceAnalyzer, pixels: np.ndarray, embeddings: bool
     return pixels, [], 0
 
 
+def main_face_first(faces: list[Face]) -> list[Face]:
+    """Largest confident face first: a big but doubtful detection must not displace the person."""
+    floor = THRESHOLDS["second_face_score"].fail or 0.0
+    confident = [f for f in faces if f.score >= floor]
+    doubtful = [f for f in faces if f.score < floor]
+    key = lambda f: f.area  # noqa: E731
+    return sorted(confident, key=key, reverse=True) + sorted(doubtful, key=key, reverse=True)
+
+
 def _skipped(names: list[str], reason: str) -> list[CheckResult]:
     return [CheckResult(name, Tier.SKIPPED, None, detail=reason) for name in names]
 
@@ -58,8 +68,10 @@ def assess(image: LoadedImage, analyzer: FaceAnalyzer, *, embeddings: bool = Fal
                                analyzer.name)
         return Assessment(report, image, pixels, (), rotated)
 
+    faces = main_face_first(faces)
     measured = checks.Measured.build(image, pixels, faces)
     crop = suggest_crop(measured)
+    blur = checks.check_blur(measured)
     results += [
         CheckResult("face_found", Tier.PASS, float(len(faces)), detail=f"{len(faces)} face(s)"),
         checks.check_single_person(faces),
@@ -68,13 +80,13 @@ def assess(image: LoadedImage, analyzer: FaceAnalyzer, *, embeddings: bool = Fal
         checks.check_pose(measured.face),
         checks.check_sunglasses(measured),
         checks.check_occlusion(measured),
-        checks.check_blur(measured),
+        blur,
         checks.check_over_exposure(measured),
         checks.check_under_exposure(measured),
         checks.check_backlight(measured),
         checks.check_side_shadow(measured),
         checks.check_colour_cast(measured),
-        checks.check_eyes_closed(measured.face),
+        checks.check_eyes_closed(measured, blurred=blur.tier == Tier.FAIL),
         checks.check_compression(measured),
     ]
     results.sort(key=lambda r: CHECK_ORDER.index(r.name))
