@@ -16,11 +16,21 @@ log = logging.getLogger("closeup")
 EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_UNREADABLE = 0, 1, 2, 3
 
 
-def _output_path(template: Path, photo: Path, many: bool) -> Path:
-    """With several photos, OUT.png becomes OUT-<photo name>.png so nothing is overwritten."""
+def _output_path(template: Path, photo: Path, many: bool, taken: set[Path]) -> Path:
+    """With several photos, OUT.png becomes OUT-<photo name>.png so nothing is overwritten.
+
+    Photos sharing a name (a/me.jpg, b/me.png, or one given twice) get -2, -3, ... after it.
+    """
     if not many:
         return template
-    return template.with_name(f"{template.stem}-{photo.stem}{template.suffix or '.png'}")
+    suffix = template.suffix or ".png"
+    out = template.with_name(f"{template.stem}-{photo.stem}{suffix}")
+    n = 2
+    while out in taken:
+        out = template.with_name(f"{template.stem}-{photo.stem}-{n}{suffix}")
+        n += 1
+    taken.add(out)
+    return out
 
 
 def _format_report(photo: Path, report_dict: dict) -> str:
@@ -52,6 +62,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     worst = EXIT_PASS
     results = []
     many = len(args.photos) > 1
+    written: set[Path] = set()
     for photo in args.photos:
         photo = Path(photo)
         try:
@@ -75,11 +86,11 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
         code = {Tier.PASS: EXIT_PASS, Tier.WARN: EXIT_WARN}.get(assessment.report.verdict, EXIT_FAIL)
         worst = max(worst, code)
         if args.annotate:
-            out = _output_path(Path(args.annotate), photo, many)
+            out = _output_path(Path(args.annotate), photo, many, written)
             out.write_bytes(encode_png(render_preview(assessment)))
             report["preview"] = str(out)
         if args.crop and assessment.report.crop is not None:
-            out = _output_path(Path(args.crop), photo, many)
+            out = _output_path(Path(args.crop), photo, many, written)
             crop = apply_crop(assessment.pixels, assessment.report.crop, image.scale)
             out.write_bytes(encode_jpeg(crop) if out.suffix.lower() in (".jpg", ".jpeg") else encode_png(crop))
             report["crop_file"] = str(out)

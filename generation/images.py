@@ -70,6 +70,10 @@ class LoadedImage:
     file_bytes: int
     jpeg_quantization: dict[int, tuple[int, ...]] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)  # what was corrected, for the report
+    # The validated file, kept only when the working copy is reduced, so a check that needs the
+    # full resolution of one small region can decode it again (see full_resolution()).
+    source: bytes | None = field(default=None, repr=False, compare=False)
+    allow_animation_first_frame: bool = field(default=False, repr=False, compare=False)
 
     @property
     def scale(self) -> float:
@@ -230,7 +234,9 @@ def load_image(
                 tables = getattr(im, "quantization", None) or {}
                 quantization = {k: tuple(int(v) for v in t) for k, t in tables.items()}
                 if max_side and max(width, height) > max_side:
-                    ratio = max_side / max(width, height)
+                    # DCT scaling only halves. Accept a working copy down to 3/4 of max_side, so a
+                    # 4000-px photo decodes at 2000 px (1/2) rather than at full size to reach 2048.
+                    ratio = 0.75 * max_side / max(width, height)
                     target = (math.ceil(width * ratio), math.ceil(height * ratio))
                     im.draft("RGB" if im.mode in ("RGB", "YCbCr") else im.mode, target)
             im.load()
@@ -273,7 +279,25 @@ def load_image(
         file_bytes=len(data),
         jpeg_quantization=quantization,
         notes=tuple(notes),
+        source=data if pixels.shape[1] != width else None,
+        allow_animation_first_frame=allow_animation_first_frame,
     )
+
+
+def full_resolution(image: LoadedImage) -> np.ndarray | None:
+    """The upright full-size pixels of an image whose working copy was reduced, else None.
+
+    The file already passed every check once, so this decode cannot be refused for size or type.
+    """
+    if image.source is None:
+        return None
+    full = load_image(
+        image.source,
+        max_bytes=len(image.source),
+        max_pixels=image.original_size[0] * image.original_size[1],
+        allow_animation_first_frame=image.allow_animation_first_frame,
+    )
+    return full.pixels
 
 
 def load_image_file(path: str | Path, *, max_bytes: int = 25 * 1024 * 1024, **kwargs: object) -> LoadedImage:

@@ -29,11 +29,13 @@ class _JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(entry, ensure_ascii=False))
+            entry["exception"] = scrub(self.formatException(record.exc_info))
+        # Scrub the text before encoding: after json.dumps, quotes are escaped (\"Bot ...\"), which
+        # hid header values from the pattern and let a replacement break the line's JSON.
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from generation.faces.types import Face
-from generation.images import LoadedImage
+from generation.images import LoadedImage, full_resolution
 from generation.quality.geometry import AlignedFace, align_face, face_mask, luma, srgb_to_linear
 from generation.quality.jpeg import blockiness, estimate_jpeg_quality
 from generation.quality.report import CheckResult, CropBox, Tier
@@ -66,13 +66,14 @@ class Measured:
     aligned: AlignedFace  # FRAME_SIZE analysis frame
     mask: np.ndarray  # face skin mask in the analysis frame
     face_luma: np.ndarray  # luma of the masked pixels
+    rotated: int = 0  # degrees the working copy was turned relative to the file
 
     @classmethod
-    def build(cls, image: LoadedImage, pixels: np.ndarray, faces: list[Face]) -> Measured:
+    def build(cls, image: LoadedImage, pixels: np.ndarray, faces: list[Face], rotated: int = 0) -> Measured:
         face = faces[0]
         aligned = align_face(pixels, face, size=FRAME_SIZE, ied=FRAME_IED, eye_y=FRAME_EYE_Y)
         mask = face_mask(aligned)
-        return cls(image, pixels, tuple(faces), face, aligned, mask, luma(aligned.pixels)[mask])
+        return cls(image, pixels, tuple(faces), face, aligned, mask, luma(aligned.pixels)[mask], rotated)
 
     @property
     def scale(self) -> float:
@@ -225,7 +226,15 @@ def check_blur(m: Measured) -> CheckResult:
     if native < BLUR_MIN_NATIVE_IED:
         return CheckResult("blur", Tier.SKIPPED, None,
                            detail=f"face too small to judge sharpness ({native:.0f} px between the eyes)")
-    small = align_face(m.pixels, m.face, size=BLUR_SIZE, ied=BLUR_IED, eye_y=BLUR_EYE_Y)
+    source, face = m.pixels, m.face
+    if native < BLUR_IED and m.scale < 0.999 and not m.rotated:
+        # The working copy shrank this face below the canonical scale; judge it at full size
+        # rather than blame the photo for our own downscale.
+        full = full_resolution(m.image)
+        if full is not None:
+            source, face = full, m.face.scaled(1.0 / m.scale)
+            native = face.inter_eye_distance
+    small = align_face(source, face, size=BLUR_SIZE, ied=BLUR_IED, eye_y=BLUR_EYE_Y)
     inner = cv2.cvtColor(small.region(0.0, 0.55, 0.9, 0.75), cv2.COLOR_RGB2GRAY)
     horizontal, vertical = _crete_blur(inner)
     value = max(horizontal, vertical)

@@ -69,7 +69,7 @@ def assess(image: LoadedImage, analyzer: FaceAnalyzer, *, embeddings: bool = Fal
         return Assessment(report, image, pixels, (), rotated)
 
     faces = main_face_first(faces)
-    measured = checks.Measured.build(image, pixels, faces)
+    measured = checks.Measured.build(image, pixels, faces, rotated)
     crop = suggest_crop(measured)
     blur = checks.check_blur(measured)
     results += [

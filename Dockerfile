@@ -1,0 +1,30 @@
+# closeup on a CUDA runtime image. Build: docker build -t closeup .
+# Run:   docker run --gpus all -e DISCORD_TOKEN -v closeup-data:/data -v ~/.insightface:/home/closeup/.insightface closeup
+FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+RUN python3.11 -m venv /opt/venv
+ENV PATH="/opt/venv/bin:$PATH"
+
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY generation ./generation
+RUN pip install ".[insightface]"
+
+COPY config.example.toml /etc/closeup/config.toml
+
+# Unprivileged user; model packs and data live in volumes.
+RUN useradd --create-home --uid 10001 closeup
+USER closeup
+
+ENTRYPOINT ["closeup", "--config", "/etc/closeup/config.toml"]
+CMD ["check", "--help"]
