@@ -143,7 +143,7 @@ def _coerce(key: str, raw: Any, tp: Any, from_env: bool) -> Any:
         return raw
     if tp is float and isinstance(raw, int) and not isinstance(raw, bool):
         return float(raw)
-    if tp is int and isinstance(raw, bool) or not isinstance(raw, tp):
+    if (tp is int and isinstance(raw, bool)) or not isinstance(raw, tp):
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {raw!r} ({type(raw).__name__})")
     return raw
 

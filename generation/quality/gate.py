@@ -10,8 +10,8 @@ from generation.faces.types import Face, FaceAnalyzer
 from generation.images import LoadedImage
 from generation.quality import checks
 from generation.quality.crop import suggest_crop
-from generation.quality.thresholds import THRESHOLDS
 from generation.quality.report import CHECK_ORDER, CheckResult, QualityReport, Tier, overall_verdict
+from generation.quality.thresholds import THRESHOLDS
 
 # Tried in this order when the upright image shows no face: EXIF orientation is unreliable.
 _ROTATIONS = {90: 1, 180: 2, 270: 3}  # degrees clockwise → np.rot90 k (counter-clockwise turns)

@@ -34,10 +34,10 @@ class AlignedFace:
         """Pixels of a rectangle given in IED units relative to the eye midpoint."""
         size = self.size
         mid_x = size / 2.0
-        x0 = int(round(mid_x + (cx - half_w) * self.ied))
-        x1 = int(round(mid_x + (cx + half_w) * self.ied))
-        y0 = int(round(self.eye_y + (cy - half_h) * self.ied))
-        y1 = int(round(self.eye_y + (cy + half_h) * self.ied))
+        x0 = round(mid_x + (cx - half_w) * self.ied)
+        x1 = round(mid_x + (cx + half_w) * self.ied)
+        y0 = round(self.eye_y + (cy - half_h) * self.ied)
+        y1 = round(self.eye_y + (cy + half_h) * self.ied)
         x0, y0 = max(0, x0), max(0, y0)
         x1, y1 = min(size, max(x1, x0 + 1)), min(size, max(y1, y0 + 1))
         return self.pixels[y0:y1, x0:x1]

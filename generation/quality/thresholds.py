@@ -56,7 +56,7 @@ THRESHOLDS: dict[str, Threshold] = {
     ),
     "crop_padding": Threshold(
         warn=0.20, fail=None, higher_is_worse=True, unit="fraction of the crop side that needs padding",
-        source="face-quality.md §3 step 4 proposes 10 %; clean head-and-shoulders originals need up to 18 % (hair near the top edge), so 20 %",
+        source="face-quality.md §3 step 4 proposes 10 %; calibrated: clean head-and-shoulders photos need ≤ 18 %",
     ),
     "yaw": Threshold(
         warn=15.0, fail=32.0, higher_is_worse=True, unit="degrees",
@@ -85,7 +85,7 @@ THRESHOLDS: dict[str, Threshold] = {
     ),
     "crushed_shadows": Threshold(
         warn=0.10, fail=0.18, higher_is_worse=True, unit="fraction of face pixels with sRGB luma < 35",
-        source="face-quality.md row 11 proposes 25 %; calibrated: gamma 3 (identity +0.24) gives 19.7-85 %, gamma 1.5 ≤ 12 %",
+        source="face-quality.md row 11 proposes 25 %; calibrated: gamma 3 (identity +0.24) gives 19.7-85 %",
     ),
     "face_entropy": Threshold(
         warn=5.0, fail=4.5, higher_is_worse=False, unit="bits, face luma histogram",
