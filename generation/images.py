@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import io
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,7 +206,8 @@ def load_image(
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own max_pixels check below is the authority; Pillow's warning would only duplicate it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=[kind])
             width, height = im.size
             if width <= 0 or height <= 0:
@@ -260,8 +262,11 @@ def load_image(
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow refuses more than twice its own limit before we can read the size; say what it claimed.
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        what = f"claims {int(claimed.group(1)) / 1e6:.0f} MP" if claimed else "is far too large to open safely"
         raise TooManyPixelsError(
-            "That image is far too large to open safely. Send a normal camera photo.", str(exc)
+            f"That image {what}; the limit is {max_pixels / 1e6:.0f} MP. Send a normal camera photo.", str(exc)
         ) from None
     except MemoryError:
         raise TooManyPixelsError("That image is too large to open. Send a normal camera photo.") from None
