@@ -14,6 +14,13 @@ from generation.logging_setup import setup_logging
 log = logging.getLogger("closeup")
 
 EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_UNREADABLE = 0, 1, 2, 3
+EXIT_USAGE = 64  # a bad command line (BSD sysexits EX_USAGE), kept apart from "the photo failed"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _output_path(template: Path, photo: Path, many: bool, taken: set[Path]) -> Path:
@@ -80,20 +87,31 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
             if not args.json:
                 print(f"{photo}: UNREADABLE  -> {exc.user_message}")
             continue
-        assessment = assess(image, analyzer)
+        try:
+            assessment = assess(image, analyzer)
+        except Exception:  # a bug must not cost the other photos their reports
+            log.exception("checking %s failed", photo)
+            worst = max(worst, EXIT_UNREADABLE)
+            results.append({"photo": str(photo), "verdict": "error", "error": "internal",
+                            "message": "Checking this photo failed unexpectedly (details in the log)."})
+            continue
         report = assessment.report.to_dict()
         report["photo"] = str(photo)
         code = {Tier.PASS: EXIT_PASS, Tier.WARN: EXIT_WARN}.get(assessment.report.verdict, EXIT_FAIL)
         worst = max(worst, code)
-        if args.annotate:
-            out = _output_path(Path(args.annotate), photo, many, written)
-            out.write_bytes(encode_png(render_preview(assessment)))
-            report["preview"] = str(out)
-        if args.crop and assessment.report.crop is not None:
-            out = _output_path(Path(args.crop), photo, many, written)
-            crop = apply_crop(assessment.pixels, assessment.report.crop, image.scale)
-            out.write_bytes(encode_jpeg(crop) if out.suffix.lower() in (".jpg", ".jpeg") else encode_png(crop))
-            report["crop_file"] = str(out)
+        try:
+            if args.annotate:
+                out = _output_path(Path(args.annotate), photo, many, written)
+                out.write_bytes(encode_png(render_preview(assessment)))
+                report["preview"] = str(out)
+            if args.crop and assessment.report.crop is not None:
+                out = _output_path(Path(args.crop), photo, many, written)
+                crop = apply_crop(assessment.pixels, assessment.report.crop, image.scale)
+                out.write_bytes(encode_jpeg(crop) if out.suffix.lower() in (".jpg", ".jpeg") else encode_png(crop))
+                report["crop_file"] = str(out)
+        except OSError as exc:
+            print(f"error: cannot write {exc.filename or 'output'}: {exc.strerror or exc}", file=sys.stderr)
+            worst = max(worst, EXIT_UNREADABLE)
         results.append(report)
         if not args.json:
             print(_format_report(photo, report))
@@ -104,11 +122,12 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="closeup", description="Identity-locked AI portraits from one selfie.")
+    parser = _Parser(prog="closeup", description="Identity-locked AI portraits from one selfie.")
     parser.add_argument("--config", help="TOML config file (default: built-in defaults + environment)")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check selfies before generating: face size, light, blur, pose",
-                           description="Exit code: 0 pass, 1 warnings, 2 fail, 3 unreadable input.")
+                           description="Exit code: 0 pass, 1 warnings, 2 fail, 3 unreadable input or "
+                           "unwritable output, 64 bad command line.")
     check.add_argument("photos", nargs="+", metavar="PHOTO")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--annotate", metavar="OUT.png", help="write the annotated preview image")
@@ -130,7 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     setup_logging(config.logging.level, config.logging.format)
-    return args.func(args, config)
+    try:
+        return args.func(args, config)
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as other command-line tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PASS
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

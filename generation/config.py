@@ -169,11 +169,13 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], from_env: se
 def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
     found: dict[tuple[str, str], str] = {}
     for var, value in environ.items():
-        if var in ENV_ALIASES:
-            found[ENV_ALIASES[var]] = value
-        elif var.startswith(ENV_PREFIX) and "__" in var:
+        if var.startswith(ENV_PREFIX) and "__" in var:
             section, _, key = var[len(ENV_PREFIX) :].partition("__")
             found[(section.lower(), key.lower())] = value
+    # The well-known names win over the generic form, whatever the environment's order.
+    for var, target in ENV_ALIASES.items():
+        if var in environ:
+            found[target] = environ[var]
     return found
 
 

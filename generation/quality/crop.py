@@ -6,6 +6,8 @@ this matches the OFIQ 616 template and ANSI/NIST head proportions (face-quality.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -37,8 +39,8 @@ def suggest_crop(m: Measured) -> CropBox:
 
 
 def crop_output_size(crop: CropBox) -> int:
-    """1024 px, or less when that would upscale the face more than 1.5×."""
-    return int(min(MAX_OUTPUT, round(crop.side * MAX_UPSCALE)))
+    """1024 px, or less when that would upscale the face more than 1.5× (rounded down, so never more)."""
+    return max(1, int(min(MAX_OUTPUT, math.floor(crop.side * MAX_UPSCALE))))
 
 
 def apply_crop(pixels: np.ndarray, crop: CropBox, pixel_scale: float, out_size: int | None = None) -> np.ndarray:
