@@ -344,9 +344,10 @@ def eye_aspect_ratio(points68: np.ndarray) -> float:
 def check_eyes_closed(m: Measured, blurred: bool = False) -> CheckResult:
     """Eye aspect ratio from 68 landmarks, backed by how much of the eye slit looks like eye.
 
-    The landmark predictor has a strong prior towards open eyes, so a shut eye whose slit shows
-    only eyelid skin fails on appearance too (skipped on faces too dark or too blurred to compare:
-    blur smears the iris into the lid).
+    The landmark predictor has a strong prior towards open eyes, so a slit that shows only eyelid
+    skin is flagged on appearance too. Appearance alone only warns: narrow or smiling eyes show
+    less iris, and a fail must not depend on eye shape. Both cues together fail. (The appearance
+    cue is skipped on faces too dark or too blurred to compare: blur smears the iris into the lid.)
     """
     face = m.face
     if face.landmarks68 is None:
@@ -356,10 +357,10 @@ def check_eyes_closed(m: Measured, blurred: bool = False) -> CheckResult:
     detail = f"eye aspect ratio {value:.3f}"
     cheeks = _cheek_luma(m)
     if not blurred and not _too_dark_to_judge(cheeks):
-        visible = _eye_visible(m, cheeks)
+        visible = _eye_visible(m)
         detail += f"; {visible:.0%} of the eye slits look open"
         if grade("eye_visible", visible) == Tier.FAIL:
-            tier = Tier.FAIL
+            tier = Tier.FAIL if tier != Tier.PASS else Tier.WARN
     advice = ADVICE["eyes_closed"] if tier == Tier.FAIL else ADVICE["eyes_half"] if tier == Tier.WARN else ""
     return CheckResult("eyes_closed", tier, value, advice, detail)
 
@@ -392,11 +393,14 @@ def check_sunglasses(m: Measured) -> CheckResult:
     return CheckResult("sunglasses", tier, brightest, ADVICE["sunglasses"] if tier != Tier.PASS else "", detail)
 
 
-def _eye_visible(m: Measured, cheeks: np.ndarray) -> float:
-    """Fraction of the eye slits that look like eye (iris, pupil, sclera) rather than eyelid skin."""
-    cheek_median = max(float(np.median(cheeks)), 1.0)
-    slits = np.concatenate([_region_luma(m, side * 0.5, 0.0, 0.22, 0.10).ravel() for side in (-1, 1)])
-    return float(np.mean((slits < 0.6 * cheek_median) | (slits > 1.2 * cheek_median)))
+def _eye_visible(m: Measured) -> float:
+    """Fraction of the eye slits much darker than their own bright part: iris, pupil and lashes.
+
+    An open eye always shows a dark iris against sclera or lid; a shut lid is nearly uniform skin
+    with one thin lash line. Relative to the slit's own 75th percentile, so exposure cancels out.
+    """
+    slits = [_region_luma(m, side * 0.5, 0.0, 0.22, 0.10).ravel() for side in (-1, 1)]
+    return float(np.mean([np.mean(s < 0.6 * np.percentile(s, 75)) for s in slits]))
 
 
 def check_occlusion(m: Measured) -> CheckResult:
