@@ -42,8 +42,8 @@ ADVICE = {
     "head_level": "Keep your head level (not tilted to one side).",
     "sunglasses": "Please take off sunglasses (normal glasses are fine if there's no glare).",
     "occlusion": "Keep hands, masks, hair and phones away from your face.",
-    "blur": "The photo is blurry. Hold still, tap your face to focus, wipe the lens, and use more light.",
-    "motion_blur": "The photo is motion-blurred. Hold the phone still (or lean on something) and use more light.",
+    "blur": "The photo is blurry. Hold the phone still (or lean on something), tap your face to focus, "
+    "wipe the lens, and use more light.",
     "over_exposure": "Your face is washed out. Turn off the flash or step out of direct sunlight.",
     "under_exposure": "It's too dark. Face a window or a lamp.",
     "backlight": "There's bright light behind you. Turn around so the light is in front of you.",
@@ -239,8 +239,8 @@ def check_blur(m: Measured) -> CheckResult:
     horizontal, vertical = _crete_blur(inner)
     value = max(horizontal, vertical)
     tier = grade("blur", value)
-    directional = abs(horizontal - vertical) > 0.12
-    advice = ADVICE["motion_blur"] if directional else ADVICE["blur"]
+    # Clean faces already differ by ~0.12 between axes, so shake and defocus are not told apart.
+    advice = ADVICE["blur"]
     detail = f"re-blur score {value:.2f} (horizontal {horizontal:.2f}, vertical {vertical:.2f})"
     if native < BLUR_IED:
         detail += f"; face upscaled from {native:.0f} px between the eyes"

@@ -42,12 +42,14 @@ def _find_faces(analyzer: FaceAnalyzer, pixels: np.ndarray, embeddings: bool
 
 
 def main_face_first(faces: list[Face]) -> list[Face]:
-    """Largest confident face first: a big but doubtful detection must not displace the person."""
+    """Largest confident face first; among doubtful detections, the likeliest first.
+
+    A big but doubtful detection (a pattern in the background) must not displace the person.
+    """
     floor = THRESHOLDS["second_face_score"].fail or 0.0
-    confident = [f for f in faces if f.score >= floor]
-    doubtful = [f for f in faces if f.score < floor]
-    key = lambda f: f.area  # noqa: E731
-    return sorted(confident, key=key, reverse=True) + sorted(doubtful, key=key, reverse=True)
+    confident = sorted((f for f in faces if f.score >= floor), key=lambda f: f.area, reverse=True)
+    doubtful = sorted((f for f in faces if f.score < floor), key=lambda f: f.score, reverse=True)
+    return confident + doubtful
 
 
 def _skipped(names: list[str], reason: str) -> list[CheckResult]:
