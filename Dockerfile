@@ -1,5 +1,5 @@
 # closeup on a CUDA runtime image. Build: docker build -t closeup .
-# Run:   docker run --gpus all -e DISCORD_TOKEN -v closeup-data:/data -v ~/.insightface:/home/closeup/.insightface closeup
+# Run:   docker run --gpus all -v ~/.insightface:/home/closeup/.insightface -v "$PWD":/photos closeup check /photos/me.jpg
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -24,7 +24,7 @@ COPY config.example.toml /etc/closeup/config.toml
 
 # Unprivileged user; model packs and data live in volumes.
 RUN useradd --create-home --uid 10001 closeup
-USER closeup
+USER 10001
 
 ENTRYPOINT ["closeup", "--config", "/etc/closeup/config.toml"]
 CMD ["check", "--help"]

@@ -88,7 +88,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
                 print(f"{photo}: UNREADABLE  -> {exc.user_message}")
             continue
         try:
-            assessment = assess(image, analyzer)
+            assessment = assess(image, analyzer, embeddings=config.faces.embeddings)
         except Exception:  # a bug must not cost the other photos their reports
             log.exception("checking %s failed", photo)
             worst = max(worst, EXIT_UNREADABLE)

@@ -7,12 +7,10 @@ root points into tmp_path, so a developer's own ~/.insightface cannot change the
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,19 +36,6 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLOSEUP_FACES__INSIGHTFACE_ROOT", str(tmp_path / "insightface"))
     monkeypatch.setenv("CLOSEUP_FACES__INSIGHTFACE_DOWNLOAD", "false")
     monkeypatch.setenv("CLOSEUP_FACES__BACKEND", "dlib")
-
-
-@pytest.fixture(autouse=True)
-def restore_root_logger() -> Iterator[None]:
-    """main() calls setup_logging, which swaps the root logger's handlers; undo it afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import logging
 import secrets
 import string
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,19 +21,6 @@ def random_part(length: int) -> str:
 def fake_token(first: int = 26, second: int = 6, third: int = 38) -> str:
     """A random string shaped like a Discord bot token (user-id part, timestamp part, HMAC part)."""
     return f"{random_part(first)}.{random_part(second)}.{random_part(third)}"
-
-
-@pytest.fixture(autouse=True)
-def restore_root_logger() -> Iterator[None]:
-    """setup_logging replaces the root logger's handlers; put the test runner's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 # --------------------------------------------------------------------------- scrub()
