@@ -1,11 +1,12 @@
 # closeup on a CUDA runtime image. Build: docker build -t closeup .
-# Run:   docker run --gpus all -v ~/.insightface:/home/closeup/.insightface -v "$PWD":/photos closeup check /photos/me.jpg
+# Run:   docker run --gpus all -v ~/.insightface:/models/insightface -v "$PWD":/photos closeup check /photos/me.jpg
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    CLOSEUP_FACES__INSIGHTFACE_ROOT=/models/insightface
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
