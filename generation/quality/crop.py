@@ -46,8 +46,8 @@ def crop_output_size(crop: CropBox) -> int:
 def apply_crop(pixels: np.ndarray, crop: CropBox, pixel_scale: float, out_size: int | None = None) -> np.ndarray:
     """Cut ``crop`` out of ``pixels`` (an image at ``pixel_scale`` × original size), eyes level.
 
-    Pixels outside the image are filled by replicating the border; large reductions area-average
-    first so the crop is not aliased.
+    Pixels outside the image are filled with a blurred mirror of the photo; large reductions
+    area-average first so the crop is not aliased.
     """
     out_size = out_size or crop_output_size(crop)
     side = crop.side * pixel_scale
@@ -66,10 +66,15 @@ def apply_crop(pixels: np.ndarray, crop: CropBox, pixel_scale: float, out_size: 
     matrix = cv2.getRotationMatrix2D((cx, cy), crop.angle, factor)
     matrix[0, 2] += out_size / 2.0 - cx
     matrix[1, 2] += out_size / 2.0 - cy
-    return cv2.warpAffine(source, matrix, (out_size, out_size), flags=cv2.INTER_CUBIC if factor > 1.2
-                          else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def crop_corners_in(pixels_scale: float, crop: CropBox) -> list[tuple[float, float]]:
-    return [(x * pixels_scale, y * pixels_scale) for x, y in crop.corners()]
-
+    flags = cv2.INTER_CUBIC if factor > 1.2 else cv2.INTER_LINEAR
+    size = (out_size, out_size)
+    out = cv2.warpAffine(source, matrix, size, flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+    if crop.padding <= 0.0:
+        return out
+    # Outside the photo: a heavily blurred mirror of it, so the pad reads as out-of-focus
+    # background instead of streaks, and the photo's own pixels stay untouched.
+    inside = cv2.warpAffine(np.ones(source.shape[:2], np.float32), matrix, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=out_size / 10)
+    alpha = np.maximum(inside, cv2.GaussianBlur(inside, (0, 0), sigmaX=out_size / 100))[..., None]
+    return (alpha * out + (1.0 - alpha) * blurred).round().astype(np.uint8)
