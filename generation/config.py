@@ -90,6 +90,61 @@ class FacesConfig:
 
 
 @dataclass(frozen=True)
+class GenerationConfig:
+    backend: str = _setting("instantid", _one_of("instantid", "faceid"))
+    # auto: cuda, then mps, then cpu.
+    device: str = _setting("auto", _one_of("auto", "cuda", "mps", "cpu"))
+    # auto: float16 on cuda/mps, float32 on cpu.
+    dtype: str = _setting("auto", _one_of("auto", "float16", "bfloat16", "float32"))
+    # torch.compile the UNet once at load (slower first image, faster after; cuda only).
+    compile: bool = _setting(False)
+    # quality: 30 steps; lightning: SDXL-Lightning LoRA, 4 steps; lcm: LCM-LoRA, 6 steps.
+    preset: str = _setting("quality", _one_of("quality", "lightning", "lcm"))
+    width: int = _setting(1024, _between(64, 2048))
+    height: int = _setting(1024, _between(64, 2048))
+    # Denoising steps for the quality preset (the fast presets set their own).
+    steps: int = _setting(30, _between(1, 150))
+    # Images per job, at most (the bot offers 1-4).
+    max_images: int = _setting(4, _between(1, 8))
+    # Output faces with fewer pixels between the eyes are re-rendered (0 turns the pass off).
+    refine_min_eye_distance: int = _setting(64, _between(0, 1024))
+    refine_strength: float = _setting(0.4, _between(0.05, 1.0))
+    # Likeness (0-1) below which a job is retried with new seeds, at most retry_attempts extra times.
+    likeness_threshold: float = _setting(0.5, _between(0.0, 1.0))
+    retry_attempts: int = _setting(1, _between(0, 5))
+    # Prompts with explicit wording: "block" refuses the job, "warn" strips the words, "allow".
+    nsfw_policy: str = _setting("block", _one_of("block", "warn", "allow"))
+    # Never download: load models only from the Hugging Face cache or the local paths below.
+    offline: bool = _setting(False)
+    # Hugging Face cache folder; empty = the default (~/.cache/huggingface/hub or $HF_HOME).
+    cache_dir: str = _setting("")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Hugging Face ids with revision pins; a *_path setting replaces the download with a local folder."""
+
+    base: str = _setting("stabilityai/stable-diffusion-xl-base-1.0")
+    base_revision: str = _setting("main")
+    base_path: str = _setting("")
+    instantid: str = _setting("InstantX/InstantID")
+    instantid_revision: str = _setting("main")
+    instantid_path: str = _setting("")
+    faceid: str = _setting("h94/IP-Adapter-FaceID")
+    faceid_revision: str = _setting("main")
+    faceid_path: str = _setting("")
+    image_encoder: str = _setting("laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+    image_encoder_revision: str = _setting("main")
+    image_encoder_path: str = _setting("")
+    lightning: str = _setting("ByteDance/SDXL-Lightning")
+    lightning_revision: str = _setting("main")
+    lightning_path: str = _setting("")
+    lcm: str = _setting("latent-consistency/lcm-lora-sdxl")
+    lcm_revision: str = _setting("main")
+    lcm_path: str = _setting("")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"))
     # "text" for people, "json" for log collectors.
@@ -101,6 +156,8 @@ class Config:
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     faces: FacesConfig = field(default_factory=FacesConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def redacted(self) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Identity-locked generation: framing, the diffusion pipelines and the face re-render pass."""

@@ -1,0 +1,226 @@
+"""InstantID on diffusers' SDXL ControlNet pipelines.
+
+InstantID has two halves that share one set of face tokens (a Resampler turns the 512-d
+antelopev2 embedding into 16 tokens):
+
+- its IP-Adapter feeds the tokens into the UNet's cross-attention. The checkpoint has the IP-Adapter
+  Plus layout, so diffusers' own ``load_ip_adapter`` loads it, and the UNet's SDPA IP-Adapter
+  attention processors run it;
+- its IdentityNet is a ControlNet that sees the face tokens *instead of the text* as its
+  encoder_hidden_states, plus an image of five coloured keypoints that decides where the face goes,
+  how big it is and its angle. :class:`IdentityNet` is the stock ControlNet with that one change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import (
+    ControlNetModel,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetPipeline,
+)
+from PIL import Image
+
+from generation.config import GenerationConfig, ModelsConfig
+from generation.models import explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
+from generation.pipelines.framing import draw_keypoints
+from generation.pipelines.types import GenerationCancelled, GenerationRequest, Img2ImgRequest, StepCallback
+
+log = logging.getLogger(__name__)
+
+IDENTITYNET_SUBFOLDER = "ControlNetModel"
+ADAPTER_FILE = "ip-adapter.bin"
+
+
+class IdentityNet(ControlNetModel):
+    """A ControlNet conditioned on face tokens rather than on the prompt.
+
+    The pipeline calls every ControlNet with the text embeddings; this one swaps them for the
+    tokens set by :meth:`use_face_tokens` (negative half first, as classifier-free guidance orders
+    its batch).
+    """
+
+    _face_tokens: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def use_face_tokens(self, positive: torch.Tensor, negative: torch.Tensor) -> None:
+        self._face_tokens = (positive, negative)
+
+    def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor,
+                *args: Any, **kwargs: Any) -> Any:
+        if self._face_tokens is None:
+            raise RuntimeError("IdentityNet needs face tokens: call use_face_tokens() before generating")
+        positive, negative = self._face_tokens
+        batch = sample.shape[0]
+        text_batch = encoder_hidden_states.shape[0]
+        if text_batch != batch:  # should not happen; the pipeline keeps them equal
+            raise RuntimeError(f"IdentityNet: batch {batch} but {text_batch} text embeddings")
+        tokens = self._batch(positive, negative, encoder_hidden_states)
+        return super().forward(sample, timestep, tokens.to(sample.dtype), *args, **kwargs)
+
+    def _batch(self, positive: torch.Tensor, negative: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        # Under guidance the pipeline doubles the batch: [negative × n, positive × n].
+        guided = getattr(self, "_guided", True)
+        batch = text.shape[0]
+        if guided:
+            half = batch // 2
+            return torch.cat([negative.expand(half, -1, -1), positive.expand(half, -1, -1)])
+        return positive.expand(batch, -1, -1)
+
+
+def _to_pil(rgb: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(rgb))
+
+
+class InstantIDBackend:
+    """SDXL + IdentityNet + InstantID IP-Adapter, loaded once and kept warm."""
+
+    name = "instantid"
+
+    def __init__(self, pipe: StableDiffusionXLControlNetPipeline, device: str, dtype: torch.dtype) -> None:
+        self.pipe = pipe
+        self.device = device
+        self.dtype = dtype
+        # The re-render pass shares every module with the text-to-image pipeline: no second copy.
+        self.img2img = StableDiffusionXLControlNetImg2ImgPipeline.from_pipe(pipe, controlnet=pipe.controlnet)
+        self.img2img.set_progress_bar_config(disable=True)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, generation: GenerationConfig, models: ModelsConfig) -> InstantIDBackend:
+        device = pick_device(generation.device)
+        dtype = pick_dtype(generation.dtype, device)
+        base, instantid = model_ref(models, "base"), model_ref(models, "instantid")
+        with explain_missing(instantid, generation, f"{IDENTITYNET_SUBFOLDER}/"):
+            identitynet = IdentityNet.from_pretrained(
+                instantid.source, subfolder=IDENTITYNET_SUBFOLDER, torch_dtype=dtype, **hub_kwargs(instantid, generation)
+            )
+        with explain_missing(base, generation):
+            pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
+                base.source, controlnet=identitynet, torch_dtype=dtype, **hub_kwargs(base, generation)
+            )
+        with explain_missing(instantid, generation, ADAPTER_FILE):
+            pipe.load_ip_adapter(
+                instantid.source, subfolder="", weight_name=ADAPTER_FILE, image_encoder_folder=None,
+                **hub_kwargs(instantid, generation),
+            )
+        pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        apply_preset(pipe, generation, models)
+        if generation.compile and device == "cuda":
+            pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=False)
+        log.info("instantid backend ready on %s (%s), preset %s", device, str(dtype).removeprefix("torch."),
+                 generation.preset)
+        return cls(pipe, device, dtype)
+
+    # ------------------------------------------------------------------ conditioning
+
+    @torch.no_grad()
+    def face_tokens(self, embedding: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positive, negative) face tokens, each (1, 16, cross_attention_dim); negative = zero face."""
+        projection = self.pipe.unet.encoder_hid_proj.image_projection_layers[0]
+        face = torch.as_tensor(np.asarray(embedding, dtype=np.float32)).reshape(1, 1, -1)
+        face = face.to(self.device, dtype=self.dtype)
+        tokens = projection(torch.cat([face, torch.zeros_like(face)]))
+        return tokens[:1], tokens[1:]
+
+    def _conditioning(self, request: GenerationRequest, guided: bool) -> dict[str, Any]:
+        positive, negative = self.face_tokens(request.identity)
+        identitynet: IdentityNet = self.pipe.controlnet  # type: ignore[assignment]
+        identitynet.use_face_tokens(positive, negative)
+        identitynet._guided = guided  # type: ignore[attr-defined]
+        self.pipe.set_ip_adapter_scale(float(request.identity_scale))
+        face = torch.as_tensor(np.asarray(request.identity, dtype=np.float32)).reshape(1, 1, 1, -1)
+        embeds = torch.cat([torch.zeros_like(face), face]) if guided else face
+        return {
+            "ip_adapter_image_embeds": [embeds.to(self.device, dtype=self.dtype)],
+            "controlnet_conditioning_scale": float(request.controlnet_scale),
+        }
+
+    def _guided(self, guidance_scale: float) -> bool:
+        return guidance_scale > 1.0 and self.pipe.unet.config.time_cond_proj_dim is None
+
+    @staticmethod
+    def _step_callback(on_step: StepCallback | None, total: int) -> Any:
+        def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if on_step is not None:
+                on_step(step + 1, total)
+            return tensors
+
+        return callback
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> list[np.ndarray]:
+        guided = self._guided(request.guidance_scale)
+        control = draw_keypoints(request.keypoints, request.width, request.height)
+        generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds]
+        try:
+            output = self.pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                image=_to_pil(control),
+                width=request.width,
+                height=request.height,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance_scale,
+                num_images_per_prompt=len(request.seeds),
+                generator=generators,
+                output_type="np",
+                callback_on_step_end=self._step_callback(on_step, request.steps),
+                **self._conditioning(request, guided),
+            )
+        except GenerationCancelled:
+            raise
+        return [(np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8) for image in output.images]
+
+    def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
+        base = request.base
+        height, width = request.image.shape[:2]
+        guided = self._guided(base.guidance_scale)
+        control = draw_keypoints(base.keypoints, width, height)
+        output = self.img2img(
+            prompt=base.prompt,
+            negative_prompt=base.negative_prompt or None,
+            image=_to_pil(request.image),
+            control_image=_to_pil(control),
+            strength=request.strength,
+            width=width,
+            height=height,
+            num_inference_steps=base.steps,
+            guidance_scale=base.guidance_scale,
+            generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
+            output_type="np",
+            callback_on_step_end=self._step_callback(on_step, max(1, int(base.steps * request.strength))),
+            **self._conditioning(base, guided),
+        )
+        return (np.clip(output.images[0], 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def apply_preset(pipe: Any, generation: GenerationConfig, models: ModelsConfig) -> None:
+    """Fast presets: a distilled LoRA fused into the UNet plus the scheduler it was trained for."""
+    from diffusers import EulerDiscreteScheduler, LCMScheduler
+
+    if generation.preset == "quality":
+        return
+    ref = model_ref(models, generation.preset)
+    weight = LIGHTNING_FILE if generation.preset == "lightning" else None
+    with explain_missing(ref, generation, weight or "LoRA"):
+        kwargs = hub_kwargs(ref, generation)
+        if weight:
+            kwargs["weight_name"] = weight
+        pipe.load_lora_weights(ref.source, adapter_name=generation.preset, **kwargs)
+    pipe.fuse_lora()
+    if generation.preset == "lightning":
+        pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    else:
+        pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+
+
+LIGHTNING_FILE = "sdxl_lightning_4step_lora.safetensors"
+# Steps and guidance each preset was distilled for (SDXL-Lightning: 4 steps, no CFG; LCM: 4-8, CFG ≈ 1-2).
+PRESET_STEPS = {"lightning": (4, 1.0), "lcm": (6, 1.5)}

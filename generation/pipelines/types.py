@@ -1,0 +1,59 @@
+"""What crosses between the engine and a diffusion backend: plain data, no torch types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+# (step, total_steps); raise GenerationCancelled from it to stop at the next denoising step.
+StepCallback = Callable[[int, int], None]
+
+
+class GenerationCancelled(Exception):
+    """Raised by a step callback to stop a running job between denoising steps."""
+
+
+class GenerationError(RuntimeError):
+    """A job that cannot run as asked (bad reference, device out of memory after retrying, ...)."""
+
+
+@dataclass(frozen=True, eq=False)
+class GenerationRequest:
+    """One batch of images that share a prompt, an identity and a framing."""
+
+    prompt: str
+    negative_prompt: str
+    identity: np.ndarray  # the conditioning face embedding (raw antelopev2 vector for InstantID)
+    keypoints: np.ndarray  # (5, 2) where the face goes on the canvas: the framing control
+    seeds: tuple[int, ...]  # one image per seed
+    width: int = 1024
+    height: int = 1024
+    steps: int = 30
+    guidance_scale: float = 5.0
+    identity_scale: float = 0.8  # IP-Adapter weight (face tokens into the UNet)
+    controlnet_scale: float = 0.8  # IdentityNet weight (face tokens + keypoints into the ControlNet)
+    face_crop: np.ndarray | None = None  # aligned face crop, for backends that also look at pixels
+
+
+@dataclass(frozen=True, eq=False)
+class Img2ImgRequest:
+    """The face re-render pass: the same identity, re-denoised at moderate strength on a crop."""
+
+    image: np.ndarray  # RGB uint8 crop, already upscaled to the working size
+    base: GenerationRequest  # prompt, identity and scales of the job; keypoints are the crop's own
+    strength: float = 0.4
+    seed: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """A loaded, warm diffusion pipeline. Images come back as RGB uint8 arrays."""
+
+    name: str
+
+    def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> list[np.ndarray]: ...
+
+    def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray: ...

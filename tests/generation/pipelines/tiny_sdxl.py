@@ -1,0 +1,198 @@
+"""Tiny random SDXL, IdentityNet and IP-Adapter checkpoints, saved in the real hub layouts.
+
+Seeded, built in about a second, a few MB on disk. Tests and the CPU benchmark load them through
+the production loading code (from_pretrained / load_ip_adapter), so the loading code is what gets
+tested; the weights are random, so tests assert structure, never pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+TEXT_HIDDEN = 32  # each text encoder; the UNet's cross-attention dim is their sum
+CROSS_DIM = 2 * TEXT_HIDDEN
+TIME_EMBED = 8
+PROJECTION = 32  # text encoder 2's projection size
+FACE_EMBED = 512  # antelopev2 / buffalo_l ArcFace
+FACE_TOKENS = 16  # InstantID's Resampler queries
+
+
+def _byte_symbols() -> list[str]:
+    """The byte-level BPE alphabet: printable bytes map to themselves, the rest to code points 256+."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    symbols, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            symbols[byte] = chr(byte)
+        else:
+            symbols[byte] = chr(256 + extra)
+            extra += 1
+    return [symbols[b] for b in range(256)]
+
+
+def _tokenizer(folder: Path) -> None:
+    """An offline CLIP BPE tokenizer: 256 byte symbols, the same with </w>, start and end."""
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = _byte_symbols()
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": i + 256 for i, s in enumerate(symbols)})
+    vocab["<|startoftext|>"] = 512
+    vocab["<|endoftext|>"] = 513
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer",
+    }))
+
+
+def _text_config():  # noqa: ANN202
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        hidden_size=TEXT_HIDDEN, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        vocab_size=514, bos_token_id=512, eos_token_id=513, pad_token_id=513, projection_dim=PROJECTION,
+        max_position_embeddings=77, hidden_act="gelu",
+    )
+
+
+def tiny_unet():  # noqa: ANN201
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=16,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=TIME_EMBED,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * TIME_EMBED + PROJECTION,
+        cross_attention_dim=CROSS_DIM,
+        norm_num_groups=8,
+    )
+
+
+def build_sdxl(folder: Path, seed: int = 0) -> Path:
+    """A tiny SDXL base in the layout of stabilityai/stable-diffusion-xl-base-1.0."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    unet = tiny_unet()
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=32,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading",
+        steps_offset=1,
+    )
+    text_encoder = CLIPTextModel(_text_config())
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config())
+    tok_dir = folder / "_tokenizer_src"
+    _tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder)
+    for sub in ("tokenizer", "tokenizer_2"):
+        _tokenizer(folder / sub)  # the same offline files the real repo layout carries
+    return folder
+
+
+def build_identitynet(folder: Path, seed: int = 1) -> Path:
+    """InstantX/InstantID's ControlNetModel/ folder: a ControlNet shaped like the tiny UNet."""
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(tiny_unet(), conditioning_embedding_out_channels=(8, 16))
+    # A fresh ControlNet's output convolutions are zero (it starts as a no-op); a trained one's are
+    # not. Give them small random weights so the IdentityNet really steers the tiny UNet.
+    with torch.no_grad():
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                       controlnet.controlnet_cond_embedding.conv_out]:
+            module.weight.normal_(0.0, 0.05)
+    controlnet.save_pretrained(folder)
+    return folder
+
+
+def _cross_attention_names() -> list[str]:
+    """Cross-attention processors in unet.attn_processors order (what ip_adapter keys number)."""
+    return [name for name in tiny_unet().attn_processors if name.endswith("attn2.processor")]
+
+
+def _ip_layers(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """to_k_ip / to_v_ip for every cross-attention layer, numbered 1, 3, 5, ... as in the real files."""
+    unet = tiny_unet()
+    layers = {}
+    for i, name in enumerate(_cross_attention_names()):
+        hidden = _hidden_size(unet, name)
+        key = 2 * i + 1
+        layers[f"{key}.to_k_ip.weight"] = torch.randn(hidden, CROSS_DIM, generator=generator) * 0.05
+        layers[f"{key}.to_v_ip.weight"] = torch.randn(hidden, CROSS_DIM, generator=generator) * 0.05
+    return layers
+
+
+def _hidden_size(unet, name: str) -> int:  # noqa: ANN001
+    if name.startswith("mid_block"):
+        return unet.config.block_out_channels[-1]
+    if name.startswith("up_blocks"):
+        block = int(name[len("up_blocks.")])
+        return list(reversed(unet.config.block_out_channels))[block]
+    block = int(name[len("down_blocks.")])
+    return unet.config.block_out_channels[block]
+
+
+def build_instantid_adapter(path: Path, seed: int = 2, depth: int = 4, heads: int = 1, dim_head: int = 64) -> Path:
+    """ip-adapter.bin as InstantX/InstantID ships it: a Resampler (512-d face embedding -> 16
+    tokens) under "image_proj" and the decoupled cross-attention weights under "ip_adapter".
+
+    Heads are 64 wide and the depth is 4 as in the real file (1280 = 20 × 64 wide): loaders derive
+    the head count from the width and assume that depth.
+    """
+    g = torch.Generator().manual_seed(seed)
+    dim = heads * dim_head
+    inner = dim * 4
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * 0.05
+
+    proj: dict[str, torch.Tensor] = {
+        "latents": rand(1, FACE_TOKENS, dim),
+        "proj_in.weight": rand(dim, FACE_EMBED), "proj_in.bias": torch.zeros(dim),
+        "proj_out.weight": rand(CROSS_DIM, dim), "proj_out.bias": torch.zeros(CROSS_DIM),
+        "norm_out.weight": torch.ones(CROSS_DIM), "norm_out.bias": torch.zeros(CROSS_DIM),
+    }
+    for i in range(depth):
+        proj.update({
+            f"layers.{i}.0.norm1.weight": torch.ones(dim), f"layers.{i}.0.norm1.bias": torch.zeros(dim),
+            f"layers.{i}.0.norm2.weight": torch.ones(dim), f"layers.{i}.0.norm2.bias": torch.zeros(dim),
+            f"layers.{i}.0.to_q.weight": rand(dim, dim),
+            f"layers.{i}.0.to_kv.weight": rand(2 * dim, dim),
+            f"layers.{i}.0.to_out.weight": rand(dim, dim),
+            f"layers.{i}.1.0.weight": torch.ones(dim), f"layers.{i}.1.0.bias": torch.zeros(dim),
+            f"layers.{i}.1.1.weight": rand(inner, dim),
+            f"layers.{i}.1.3.weight": rand(dim, inner),
+        })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"image_proj": proj, "ip_adapter": _ip_layers(g)}, path)
+    return path
+
+
+def build_instantid(root: Path, seed: int = 0) -> dict[str, Path]:
+    """Everything the instantid backend loads, in the hub layouts, under ``root``."""
+    return {
+        "base": build_sdxl(root / "sdxl", seed),
+        "identitynet": build_identitynet(root / "instantid" / "ControlNetModel", seed + 1),
+        "adapter": build_instantid_adapter(root / "instantid" / "ip-adapter.bin", seed + 2),
+    }
