@@ -8,7 +8,6 @@ to change and the command that fetches it, instead of a stack of hub internals.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +61,7 @@ def model_ref(models: ModelsConfig, key: str) -> ModelRef:
         key=key,
         repo_id=getattr(models, key),
         revision=getattr(models, f"{key}_revision"),
-        local_path=os.path.expanduser(getattr(models, f"{key}_path")),
+        local_path=str(Path(getattr(models, f"{key}_path")).expanduser()) if getattr(models, f"{key}_path") else "",
     )
 
 
@@ -72,13 +71,13 @@ def hub_kwargs(ref: ModelRef, generation: GenerationConfig) -> dict[str, Any]:
     if not ref.local_path:
         kwargs["revision"] = ref.revision
         if generation.cache_dir:
-            kwargs["cache_dir"] = os.path.expanduser(generation.cache_dir)
+            kwargs["cache_dir"] = str(Path(generation.cache_dir).expanduser())
     return kwargs
 
 
 def _cache_location(generation: GenerationConfig) -> str:
     if generation.cache_dir:
-        return os.path.expanduser(generation.cache_dir)
+        return str(Path(generation.cache_dir).expanduser())
     from huggingface_hub import constants
 
     return str(constants.HF_HUB_CACHE)
@@ -105,8 +104,8 @@ def explain_missing(ref: ModelRef, generation: GenerationConfig, what: str = "")
         why = ("downloads are off (generation.offline = true)" if generation.offline
                else "it could not be downloaded (no internet?)")
         raise ModelMissingError(
-            f"The {ref.role} {ref.repo_id!r} (revision {ref.revision}){item} is not in the Hugging Face cache "
-            f"at {_cache_location(generation)} and {why}. On a machine with internet run "
+            f"The {ref.role} {ref.repo_id!r} (revision {ref.revision}){item} is not in the Hugging Face "
+            f"cache at {_cache_location(generation)} and {why}. On a machine with internet run "
             f"`hf download {ref.repo_id} --revision {ref.revision}` and copy the cache over, or download it "
             f"anywhere and set models.{ref.key}_path to that folder."
         ) from None
@@ -120,8 +119,8 @@ def _looks_missing(exc: BaseException, text: str) -> bool:
         return True
     lowered = text.lower()
     return any(phrase in lowered for phrase in (
-        "does not appear to have", "no file named", "couldn't connect", "cannot find", "can't find", "not found", "no such file",
-        "offline", "local_files_only", "outgoing traffic has been disabled",
+        "does not appear to have", "no file named", "couldn't connect", "cannot find", "can't find",
+        "not found", "no such file", "offline", "local_files_only", "outgoing traffic has been disabled",
     ))
 
 

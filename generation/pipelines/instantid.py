@@ -97,7 +97,8 @@ class InstantIDBackend:
         base, instantid = model_ref(models, "base"), model_ref(models, "instantid")
         with explain_missing(instantid, generation, f"{IDENTITYNET_SUBFOLDER}/"):
             identitynet = IdentityNet.from_pretrained(
-                instantid.source, subfolder=IDENTITYNET_SUBFOLDER, torch_dtype=dtype, **hub_kwargs(instantid, generation)
+                instantid.source, subfolder=IDENTITYNET_SUBFOLDER, torch_dtype=dtype,
+                **hub_kwargs(instantid, generation),
             )
         with explain_missing(base, generation):
             pipe = StableDiffusionXLControlNetPipeline.from_pretrained(

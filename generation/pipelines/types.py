@@ -12,7 +12,7 @@ import numpy as np
 StepCallback = Callable[[int, int], None]
 
 
-class GenerationCancelled(Exception):
+class GenerationCancelled(Exception):  # noqa: N818 - a signal, not an error
     """Raised by a step callback to stop a running job between denoising steps."""
 
 

@@ -10,9 +10,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import tiny_sdxl  # noqa: E402
+import tiny_sdxl
 
-from generation.config import GenerationConfig, ModelsConfig  # noqa: E402
+from generation.config import GenerationConfig, ModelsConfig
 
 torch.set_num_threads(1)
 
@@ -31,7 +31,7 @@ def tiny_configs(tiny_instantid: dict[str, Path]) -> tuple[GenerationConfig, Mod
 
 
 @pytest.fixture(scope="session")
-def instantid_backend(tiny_configs: tuple[GenerationConfig, ModelsConfig]):  # noqa: ANN201
+def instantid_backend(tiny_configs: tuple[GenerationConfig, ModelsConfig]):
     from generation.pipelines.instantid import InstantIDBackend
 
     return InstantIDBackend.load(*tiny_configs)

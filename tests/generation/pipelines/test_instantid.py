@@ -160,5 +160,5 @@ def test_missing_adapter_file_is_explained(tmp_path: Path, tiny_instantid: dict[
     shutil.copytree(tiny_instantid["identitynet"], folder / "ControlNetModel")  # no ip-adapter.bin
     generation = GenerationConfig(offline=True, device="cpu")
     models = ModelsConfig(base_path=str(tiny_instantid["base"]), instantid_path=str(folder))
-    with pytest.raises(ModelMissingError, match="ip-adapter.bin"):
+    with pytest.raises(ModelMissingError, match=r"ip-adapter\.bin"):
         InstantIDBackend.load(generation, models)

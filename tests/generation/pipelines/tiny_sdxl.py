@@ -49,7 +49,7 @@ def _tokenizer(folder: Path) -> None:
     }))
 
 
-def _text_config():  # noqa: ANN202
+def _text_config():
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
@@ -59,7 +59,7 @@ def _text_config():  # noqa: ANN202
     )
 
 
-def tiny_unet():  # noqa: ANN201
+def tiny_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
@@ -143,7 +143,7 @@ def _ip_layers(generator: torch.Generator) -> dict[str, torch.Tensor]:
     return layers
 
 
-def _hidden_size(unet, name: str) -> int:  # noqa: ANN001
+def _hidden_size(unet, name: str) -> int:
     if name.startswith("mid_block"):
         return unet.config.block_out_channels[-1]
     if name.startswith("up_blocks"):
