@@ -113,12 +113,16 @@ _NSFW_NEGATIVE = "nsfw, nudity"
 
 @dataclass(frozen=True)
 class PromptWarning:
+    """One thing the user should know; code is stable for the bot, message is shown as is."""
+
     code: str
     message: str
 
 
 @dataclass(frozen=True)
 class LintResult:
+    """The adjusted prompt and suggested settings, with every change spelled out for the user."""
+
     original: str
     prompt: str  # final positive prompt, style template applied
     negative_prompt: str
