@@ -121,6 +121,108 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     return worst
 
 
+GENERATE_EXIT = {"ok": 0, "below_target": 1, "refused": 2, "unreadable": 3, "models": 4}
+
+
+def _load_photos(paths: list[str], config: Config) -> list:
+    from generation.images import load_image_file
+
+    return [
+        load_image_file(
+            path, max_bytes=config.images.max_bytes, max_pixels=config.images.max_pixels,
+            allow_animation_first_frame=config.images.allow_animation_first_frame,
+            max_side=config.images.analysis_max_side,
+        )
+        for path in paths
+    ]
+
+
+def _conditioning_analyzer(config: Config):
+    """InstantID is trained on antelopev2 embeddings, FaceID on buffalo_l: the pack follows the backend."""
+    from generation.faces.insightface_backend import InsightFaceAnalyzer
+
+    pack = "antelopev2" if config.generation.backend == "instantid" else "buffalo_l"
+    return InsightFaceAnalyzer(root=config.faces.insightface_root, pack=pack,
+                               download=config.faces.insightface_download)
+
+
+def load_backend(config: Config):
+    if config.generation.backend == "instantid":
+        from generation.pipelines.instantid import InstantIDBackend
+
+        return InstantIDBackend.load(config.generation, config.models)
+    from generation.pipelines.faceid import FaceIDBackend
+
+    return FaceIDBackend.load(config.generation, config.models)
+
+
+def cmd_generate(args: argparse.Namespace, config: Config) -> int:
+    """Reference photos + prompt → portraits, likeness per image, and a contact sheet."""
+    from generation.contact_sheet import contact_sheet
+    from generation.engine import Engine, PortraitJob, build_reference
+    from generation.faces import FaceModelMissingError
+    from generation.faces.dlib_backend import DlibAnalyzer
+    from generation.images import ImageError, encode_png
+    from generation.likeness import ReferenceSetError
+    from generation.models import ModelMissingError
+    from generation.pipelines.types import GenerationError
+    from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
+
+    out_dir = Path(args.out)
+    try:
+        photos = _load_photos(args.photos, config)
+    except ImageError as exc:
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return GENERATE_EXIT["unreadable"]
+    job = PortraitJob(prompt=args.prompt, style=args.style, framing=args.framing, count=args.n, seed=args.seed,
+                      identity_strength=args.identity_strength)
+    try:
+        conditioning = _conditioning_analyzer(config)
+        reference = build_reference(photos, conditioning, DlibAnalyzer())
+        for message in reference.messages:
+            print(f"note: {message}", file=sys.stderr)
+        backend = load_backend(config)
+    except ReferenceSetError as exc:
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return GENERATE_EXIT["refused"]
+    except (ModelMissingError, FaceModelMissingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return GENERATE_EXIT["models"]
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="step", file=sys.stderr, disable=args.quiet, leave=False)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.set_description(stage)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        outcome = Engine(backend, DlibAnalyzer(), config.generation).run(job, reference, progress)
+    except (PromptRejectedError, UnknownStyleError, UnknownFramingError, GenerationError, ValueError) as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return GENERATE_EXIT["refused"]
+    bar.close()
+    for change in outcome.lint.changes:
+        print(f"prompt: {change}", file=sys.stderr)
+    for message in outcome.messages:
+        print(f"note: {message}", file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for rank, portrait in enumerate(outcome.portraits, start=1):
+        path = out_dir / f"portrait-{rank}-seed{portrait.seed}.png"
+        path.write_bytes(encode_png(portrait.image))
+        score = "no face found" if portrait.likeness is None else f"likeness {portrait.likeness.score:.2f}" + (
+            " (same person)" if portrait.likeness.same_person else " (not a match)")
+        print(f"{path}: {score}{' · face re-rendered' if portrait.refined else ''}")
+    sheet = out_dir / "contact-sheet.png"
+    sheet.write_bytes(encode_png(contact_sheet(outcome.portraits)))
+    print(f"{sheet}: contact sheet")
+    return GENERATE_EXIT["ok"] if outcome.threshold_met else GENERATE_EXIT["below_target"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="closeup", description="Identity-locked AI portraits from one selfie.")
     parser.add_argument("--config", help="TOML config file (default: built-in defaults + environment)")
@@ -134,6 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--crop", metavar="OUT.jpg", help="write the suggested face-centred crop")
     check.add_argument("--backend", choices=["auto", "dlib", "insightface"], help="override faces.backend")
     check.set_defaults(func=cmd_check)
+
+    from generation.prompts import FRAMINGS, STYLES
+
+    generate = sub.add_parser(
+        "generate", help="make identity-locked portraits from reference photos",
+        description="Exit code: 0 done, 1 done but below the likeness target, 2 refused (prompt, reference "
+        "or settings), 3 unreadable photo, 4 models missing, 64 bad command line.")
+    generate.add_argument("photos", nargs="+", metavar="PHOTO", help="one or more photos of the same person")
+    generate.add_argument("--prompt", default="", help="what to make (empty: the style's default)")
+    generate.add_argument("--style", default="studio-headshot", choices=sorted(STYLES))
+    generate.add_argument("--framing", choices=list(FRAMINGS), help="default: the style's")
+    generate.add_argument("--n", type=int, default=1, help="images to make (1-4)")
+    generate.add_argument("--seed", type=int, help="base seed; image i uses seed + i")
+    generate.add_argument("--identity-strength", type=float, help="IP-Adapter weight, overrides the style's")
+    generate.add_argument("--out", default="portraits", help="output folder (default: ./portraits)")
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.set_defaults(func=cmd_generate)
     return parser
 
 

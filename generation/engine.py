@@ -107,7 +107,12 @@ def build_reference(photos: Sequence[LoadedImage], conditioning: FaceAnalyzer,
                      "which can flatter the scores.")
     else:
         like_faces, _ = _main_faces(likeness, photos)
-        like = combine_references(like_faces)
+        try:
+            like = combine_references(like_faces)
+        except ReferenceSetError as exc:
+            # The scoring model may miss a face the conditioning model found; score with that one.
+            like = cond
+            notes.append(f"Likeness falls back to the generator's own face model ({exc.user_message})")
     best = next(i for i in cond.used)
     keypoints = cond_faces[best].landmarks5  # type: ignore[union-attr]
     messages = tuple(dict.fromkeys([*notes, *cond.messages, *like.messages]))
