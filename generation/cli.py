@@ -138,22 +138,18 @@ def _load_photos(paths: list[str], config: Config) -> list:
 
 
 def _conditioning_analyzer(config: Config):
-    """InstantID is trained on antelopev2 embeddings, FaceID on buffalo_l: the pack follows the backend."""
+    """InstantID is trained on antelopev2 embeddings: the conditioning always uses that pack."""
     from generation.faces.insightface_backend import InsightFaceAnalyzer
 
-    pack = "antelopev2" if config.generation.backend == "instantid" else "buffalo_l"
-    return InsightFaceAnalyzer(root=config.faces.insightface_root, pack=pack,
+    return InsightFaceAnalyzer(root=config.faces.insightface_root, pack="antelopev2",
                                download=config.faces.insightface_download)
 
 
 def load_backend(config: Config):
-    if config.generation.backend == "instantid":
-        from generation.pipelines.instantid import InstantIDBackend
+    """The configured diffusion backend, loaded once (config validation allows only built ones)."""
+    from generation.pipelines.instantid import InstantIDBackend
 
-        return InstantIDBackend.load(config.generation, config.models)
-    from generation.pipelines.faceid import FaceIDBackend
-
-    return FaceIDBackend.load(config.generation, config.models)
+    return InstantIDBackend.load(config.generation, config.models)
 
 
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:

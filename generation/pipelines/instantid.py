@@ -84,6 +84,8 @@ class InstantIDBackend:
         self.pipe = pipe
         self.device = device
         self.dtype = dtype
+        # load_ip_adapter builds the face-token Resampler itself; make sure it sits with the UNet.
+        pipe.unet.encoder_hid_proj.to(device, dtype)
         # The re-render pass shares every module with the text-to-image pipeline: no second copy.
         self.img2img = StableDiffusionXLControlNetImg2ImgPipeline.from_pipe(pipe, controlnet=pipe.controlnet)
         self.img2img.set_progress_bar_config(disable=True)

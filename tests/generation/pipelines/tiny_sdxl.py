@@ -126,24 +126,7 @@ def build_identitynet(folder: Path, seed: int = 1) -> Path:
     return folder
 
 
-def _cross_attention_names() -> list[str]:
-    """Cross-attention processors in unet.attn_processors order (what ip_adapter keys number)."""
-    return [name for name in tiny_unet().attn_processors if name.endswith("attn2.processor")]
-
-
-def _ip_layers(generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """to_k_ip / to_v_ip for every cross-attention layer, numbered 1, 3, 5, ... as in the real files."""
-    unet = tiny_unet()
-    layers = {}
-    for i, name in enumerate(_cross_attention_names()):
-        hidden = _hidden_size(unet, name)
-        key = 2 * i + 1
-        layers[f"{key}.to_k_ip.weight"] = torch.randn(hidden, CROSS_DIM, generator=generator) * 0.05
-        layers[f"{key}.to_v_ip.weight"] = torch.randn(hidden, CROSS_DIM, generator=generator) * 0.05
-    return layers
-
-
-def _hidden_size(unet, name: str) -> int:
+def _hidden_size(unet, name: str) -> int:  # noqa: ANN001
     if name.startswith("mid_block"):
         return unet.config.block_out_channels[-1]
     if name.startswith("up_blocks"):
@@ -153,14 +136,18 @@ def _hidden_size(unet, name: str) -> int:
     return unet.config.block_out_channels[block]
 
 
-def build_instantid_adapter(path: Path, seed: int = 2, depth: int = 4, heads: int = 1, dim_head: int = 64) -> Path:
-    """ip-adapter.bin as InstantX/InstantID ships it: a Resampler (512-d face embedding -> 16
-    tokens) under "image_proj" and the decoupled cross-attention weights under "ip_adapter".
+def instantid_adapter_state(unet, seed: int = 2, depth: int = 4, heads: int = 1,  # noqa: ANN001
+                            dim_head: int = 64) -> dict[str, dict[str, torch.Tensor]]:
+    """The state of InstantX/InstantID's ip-adapter.bin for ``unet``: a Resampler (512-d face
+    embedding -> 16 tokens) under "image_proj", the decoupled cross-attention weights under
+    "ip_adapter" (to_k_ip / to_v_ip per cross-attention layer, numbered 1, 3, 5, ... in
+    unet.attn_processors order).
 
     Heads are 64 wide and the depth is 4 as in the real file (1280 = 20 × 64 wide): loaders derive
     the head count from the width and assume that depth.
     """
     g = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
     dim = heads * dim_head
     inner = dim * 4
 
@@ -170,8 +157,8 @@ def build_instantid_adapter(path: Path, seed: int = 2, depth: int = 4, heads: in
     proj: dict[str, torch.Tensor] = {
         "latents": rand(1, FACE_TOKENS, dim),
         "proj_in.weight": rand(dim, FACE_EMBED), "proj_in.bias": torch.zeros(dim),
-        "proj_out.weight": rand(CROSS_DIM, dim), "proj_out.bias": torch.zeros(CROSS_DIM),
-        "norm_out.weight": torch.ones(CROSS_DIM), "norm_out.bias": torch.zeros(CROSS_DIM),
+        "proj_out.weight": rand(cross, dim), "proj_out.bias": torch.zeros(cross),
+        "norm_out.weight": torch.ones(cross), "norm_out.bias": torch.zeros(cross),
     }
     for i in range(depth):
         proj.update({
@@ -184,8 +171,19 @@ def build_instantid_adapter(path: Path, seed: int = 2, depth: int = 4, heads: in
             f"layers.{i}.1.1.weight": rand(inner, dim),
             f"layers.{i}.1.3.weight": rand(dim, inner),
         })
+    layers = {}
+    cross_attention = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    for i, name in enumerate(cross_attention):
+        hidden = _hidden_size(unet, name)
+        layers[f"{2 * i + 1}.to_k_ip.weight"] = rand(hidden, cross)
+        layers[f"{2 * i + 1}.to_v_ip.weight"] = rand(hidden, cross)
+    return {"image_proj": proj, "ip_adapter": layers}
+
+
+def build_instantid_adapter(path: Path, seed: int = 2) -> Path:
+    """ip-adapter.bin for the tiny UNet, saved where InstantX/InstantID keeps it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"image_proj": proj, "ip_adapter": _ip_layers(g)}, path)
+    torch.save(instantid_adapter_state(tiny_unet(), seed), path)
     return path
 
 
