@@ -126,7 +126,7 @@ def build_identitynet(folder: Path, seed: int = 1) -> Path:
     return folder
 
 
-def _hidden_size(unet, name: str) -> int:  # noqa: ANN001
+def _hidden_size(unet, name: str) -> int:
     if name.startswith("mid_block"):
         return unet.config.block_out_channels[-1]
     if name.startswith("up_blocks"):
@@ -136,7 +136,7 @@ def _hidden_size(unet, name: str) -> int:  # noqa: ANN001
     return unet.config.block_out_channels[block]
 
 
-def instantid_adapter_state(unet, seed: int = 2, depth: int = 4, heads: int = 1,  # noqa: ANN001
+def instantid_adapter_state(unet, seed: int = 2, depth: int = 4, heads: int = 1,
                             dim_head: int = 64) -> dict[str, dict[str, torch.Tensor]]:
     """The state of InstantX/InstantID's ip-adapter.bin for ``unet``: a Resampler (512-d face
     embedding -> 16 tokens) under "image_proj", the decoupled cross-attention weights under
