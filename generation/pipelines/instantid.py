@@ -84,11 +84,16 @@ class InstantIDBackend:
         self.pipe = pipe
         self.device = device
         self.dtype = dtype
-        # load_ip_adapter builds the face-token Resampler itself; make sure it sits with the UNet.
-        pipe.unet.encoder_hid_proj.to(device, dtype)
         # The re-render pass shares every module with the text-to-image pipeline: no second copy.
-        self.img2img = StableDiffusionXLControlNetImg2ImgPipeline.from_pipe(pipe, controlnet=pipe.controlnet)
+        # from_pipe casts to float32 unless told the dtype.
+        self.img2img = StableDiffusionXLControlNetImg2ImgPipeline.from_pipe(
+            pipe, controlnet=pipe.controlnet, dtype=dtype
+        )
         self.img2img.set_progress_bar_config(disable=True)
+        # load_ip_adapter builds the face-token Resampler and the IP attention layers in float32:
+        # cast the UNet as a whole, last, and keep the Resampler in inference mode.
+        pipe.unet.to(device, dtype)
+        pipe.unet.encoder_hid_proj.eval()
 
     # ------------------------------------------------------------------ loading
 
@@ -99,19 +104,19 @@ class InstantIDBackend:
         base, instantid = model_ref(models, "base"), model_ref(models, "instantid")
         with explain_missing(instantid, generation, f"{IDENTITYNET_SUBFOLDER}/"):
             identitynet = IdentityNet.from_pretrained(
-                instantid.source, subfolder=IDENTITYNET_SUBFOLDER, torch_dtype=dtype,
+                instantid.source, subfolder=IDENTITYNET_SUBFOLDER, dtype=dtype,
                 **hub_kwargs(instantid, generation),
             )
         with explain_missing(base, generation):
             pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
-                base.source, controlnet=identitynet, torch_dtype=dtype, **hub_kwargs(base, generation)
+                base.source, controlnet=identitynet, dtype=dtype, **hub_kwargs(base, generation)
             )
         with explain_missing(instantid, generation, ADAPTER_FILE):
             pipe.load_ip_adapter(
                 instantid.source, subfolder="", weight_name=ADAPTER_FILE, image_encoder_folder=None,
                 **hub_kwargs(instantid, generation),
             )
-        pipe.to(device)
+        pipe.to(device=device, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
         apply_preset(pipe, generation, models)
         if generation.compile and device == "cuda":

@@ -162,3 +162,16 @@ def test_missing_adapter_file_is_explained(tmp_path: Path, tiny_instantid: dict[
     models = ModelsConfig(base_path=str(tiny_instantid["base"]), instantid_path=str(folder))
     with pytest.raises(ModelMissingError, match=r"ip-adapter\.bin"):
         InstantIDBackend.load(generation, models)
+
+
+def test_half_precision_load_keeps_every_module_in_one_dtype(
+        tiny_configs: tuple[GenerationConfig, ModelsConfig]) -> None:
+    # load_ip_adapter builds the face-token Resampler in float32; a bfloat16 job must still run.
+    generation, models = tiny_configs
+    backend = InstantIDBackend.load(dataclasses.replace(generation, dtype="bfloat16"), models)
+    pipe = backend.pipe
+    modules = [pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.controlnet]
+    assert {p.dtype for module in modules for p in module.parameters()} == {torch.bfloat16}
+    assert backend.img2img.vae.dtype == torch.bfloat16  # from_pipe casts to float32 unless told
+    image = backend.generate(request(steps=2))[0]
+    assert image.shape == (64, 64, 3)
