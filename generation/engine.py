@@ -200,7 +200,8 @@ class Engine:
     def run(self, job: PortraitJob, reference: Reference, progress: ProgressCallback | None = None) -> JobOutcome:
         if not 1 <= job.count <= self.config.max_images:
             raise GenerationError(f"Ask for 1 to {self.config.max_images} images (got {job.count}).")
-        lint = lint_prompt(job.prompt, style=job.style, framing=job.framing, nsfw_policy=self.config.nsfw_policy)
+        lint = lint_prompt(job.prompt, style=job.style, framing=job.framing, nsfw_policy=self.config.nsfw_policy,
+                           count_tokens=getattr(self.backend, "count_tokens", None))
         base_seed = job.seed if job.seed is not None else random.SystemRandom().randrange(2**31 - 1)
         refined_seeds: set[int] = set()
 

@@ -161,6 +161,10 @@ class InstantIDBackend:
 
         return callback
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens the CLIP text encoders will see (start and end included), for the prompt linter."""
+        return len(self.pipe.tokenizer(text, truncation=False).input_ids)
+
     # ------------------------------------------------------------------ generation
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> list[np.ndarray]:

@@ -195,14 +195,19 @@ def test_framing_places_the_keypoints(analyzer: DlibAnalyzer, obama_reference: R
         assert np.linalg.norm(kps[1] - kps[0]) == pytest.approx(preset.eye_distance * 512, rel=0.02)
 
 
-def test_tiny_instantid_backend_through_the_engine(analyzer: DlibAnalyzer, obama_reference: Reference,
-                                                    instantid_backend) -> None:
-    # The conditioning identity is a 512-d vector as antelopev2 gives; likeness stays on dlib.
+@pytest.fixture(scope="module")
+def arcface_reference(obama_reference: Reference) -> Reference:
+    """The conditioning identity as antelopev2 gives it (512-d); likeness stays on dlib."""
     vector = np.random.default_rng(1).normal(size=512).astype(np.float32) * 20
     face = Face(box=(0, 0, 10, 10), score=1.0, landmarks5=obama_reference.keypoints, pose=HeadPose(0, 0, 0),
                 embedding=vector, embedding_model="arcface-antelopev2")
-    reference = Reference(conditioning=combine_references([face]), likeness=obama_reference.likeness,
-                          keypoints=obama_reference.keypoints)
+    return Reference(conditioning=combine_references([face]), likeness=obama_reference.likeness,
+                     keypoints=obama_reference.keypoints)
+
+
+def test_tiny_instantid_backend_through_the_engine(analyzer: DlibAnalyzer, arcface_reference: Reference,
+                                                    instantid_backend) -> None:  # noqa: ANN001
+    reference = arcface_reference
     progress: list[tuple[str, int, int]] = []
     engine = Engine(instantid_backend, analyzer, config(width=64, height=64, steps=3, retry_attempts=1))
     outcome = engine.run(PortraitJob(prompt="portrait", count=2, seed=11), reference,
@@ -212,3 +217,18 @@ def test_tiny_instantid_backend_through_the_engine(analyzer: DlibAnalyzer, obama
     assert outcome.attempts == 2  # no likeness, so the one allowed retry ran
     assert ("generating", 3, 3) in progress
 
+
+
+def test_long_prompt_is_cut_with_the_real_tokenizer_and_said(analyzer: DlibAnalyzer, arcface_reference: Reference,
+                                                             instantid_backend) -> None:  # noqa: ANN001
+    # The tiny tokenizer is byte-level: every character is a token, so 77 fill up fast.
+    engine = Engine(instantid_backend, analyzer, config(width=64, height=64, steps=2, retry_attempts=0))
+    long_prompt = "portrait of me " + " ".join(f"word{i}" for i in range(40))
+    outcome = engine.run(PortraitJob(prompt=long_prompt, seed=1), arcface_reference)
+    assert outcome.lint.truncated
+    # Only the person's words are cut, never the style template (which alone nearly fills the tiny
+    # byte-level tokenizer's 77): the cut went as far as it could.
+    assert outcome.lint.user_prompt == "portrait"
+    assert instantid_backend.count_tokens(outcome.lint.prompt) < instantid_backend.count_tokens(long_prompt)
+    assert any("cut" in change.lower() or "trunc" in change.lower() for change in outcome.lint.changes)
+    assert any(w.code == "too_long" for w in outcome.lint.warnings)
