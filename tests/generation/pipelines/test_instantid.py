@@ -175,3 +175,31 @@ def test_half_precision_load_keeps_every_module_in_one_dtype(
     assert backend.img2img.vae.dtype == torch.bfloat16  # from_pipe casts to float32 unless told
     image = backend.generate(request(steps=2))[0]
     assert image.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize(("preset", "scheduler", "weight_name"), [
+    ("lightning", "EulerDiscreteScheduler", "sdxl_lightning_4step_lora.safetensors"),
+    ("lcm", "LCMScheduler", "pytorch_lora_weights.safetensors"),
+])
+def test_fast_presets_fuse_their_lora_and_switch_scheduler(
+        tmp_path: Path, tiny_configs: tuple[GenerationConfig, ModelsConfig], instantid_backend: InstantIDBackend,
+        preset: str, scheduler: str, weight_name: str) -> None:
+    import tiny_sdxl
+
+    generation, models = tiny_configs
+    lora = tiny_sdxl.build_lora(tmp_path / preset, weight_name)
+    fast = InstantIDBackend.load(dataclasses.replace(generation, preset=preset),
+                                 dataclasses.replace(models, **{f"{preset}_path": str(lora)}))
+    assert type(fast.pipe.scheduler).__name__ == scheduler
+    if preset == "lightning":
+        assert fast.pipe.scheduler.config.timestep_spacing == "trailing"
+    req = request(steps=2, guidance_scale=1.0)
+    assert not np.array_equal(fast.generate(req)[0], instantid_backend.generate(req)[0])
+
+
+def test_fast_preset_without_its_lora_offline_is_explained(
+        tmp_path: Path, tiny_configs: tuple[GenerationConfig, ModelsConfig]) -> None:
+    generation, models = tiny_configs
+    offline = dataclasses.replace(generation, preset="lightning", cache_dir=str(tmp_path / "empty"))
+    with pytest.raises(ModelMissingError, match=r"ByteDance/SDXL-Lightning.*models\.lightning_path"):
+        InstantIDBackend.load(offline, models)

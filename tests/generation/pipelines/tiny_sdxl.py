@@ -194,3 +194,19 @@ def build_instantid(root: Path, seed: int = 0) -> dict[str, Path]:
         "identitynet": build_identitynet(root / "instantid" / "ControlNetModel", seed + 1),
         "adapter": build_instantid_adapter(root / "instantid" / "ip-adapter.bin", seed + 2),
     }
+
+
+def build_lora(folder: Path, weight_name: str, seed: int = 3) -> Path:
+    """A random LoRA for the tiny UNet, saved as diffusers saves SDXL LoRAs (what the fast presets load)."""
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    unet = tiny_unet()
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                init_lora_weights=False))  # random, so the LoRA visibly changes the output
+    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionXLPipeline.save_lora_weights(folder, unet_lora_layers=state, weight_name=weight_name)
+    return folder
