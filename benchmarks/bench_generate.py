@@ -211,7 +211,7 @@ def full_size(args: argparse.Namespace) -> None:
     size = args.size
     keypoints = KEYPOINTS * size / 1024
     identity = np.random.default_rng(0).normal(size=512).astype(np.float32) * 20
-    settings = (("30 steps, CFG 5", args.steps, 5.0), ("fast preset: 4 steps, no CFG", 4, 1.0))
+    settings = ((f"{args.steps} steps, CFG 5", args.steps, 5.0), ("fast preset: 4 steps, no CFG", 4, 1.0))
 
     def sync() -> None:
         if device == "cuda":

@@ -206,7 +206,7 @@ def arcface_reference(obama_reference: Reference) -> Reference:
 
 
 def test_tiny_instantid_backend_through_the_engine(analyzer: DlibAnalyzer, arcface_reference: Reference,
-                                                    instantid_backend) -> None:  # noqa: ANN001
+                                                    instantid_backend) -> None:
     reference = arcface_reference
     progress: list[tuple[str, int, int]] = []
     engine = Engine(instantid_backend, analyzer, config(width=64, height=64, steps=3, retry_attempts=1))
@@ -220,7 +220,7 @@ def test_tiny_instantid_backend_through_the_engine(analyzer: DlibAnalyzer, arcfa
 
 
 def test_long_prompt_is_cut_with_the_real_tokenizer_and_said(analyzer: DlibAnalyzer, arcface_reference: Reference,
-                                                             instantid_backend) -> None:  # noqa: ANN001
+                                                             instantid_backend) -> None:
     # The tiny tokenizer is byte-level: every character is a token, so 77 fill up fast.
     engine = Engine(instantid_backend, analyzer, config(width=64, height=64, steps=2, retry_attempts=0))
     long_prompt = "portrait of me " + " ".join(f"word{i}" for i in range(40))
