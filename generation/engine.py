@@ -120,6 +120,10 @@ def build_reference(photos: Sequence[LoadedImage], conditioning: FaceAnalyzer,
                      messages=messages)
 
 
+OUT_OF_MEMORY = ("The GPU ran out of memory even for one image. Try a smaller size or the fast preset, "
+                 "or ask the server owner to free the GPU.")
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
@@ -158,25 +162,21 @@ class Engine:
             if progress is not None:
                 progress("generating", step, total)
 
+        def attempt(req: GenerationRequest) -> list[np.ndarray]:
+            try:
+                return self.backend.generate(req, on_step)
+            except Exception as exc:
+                if _is_out_of_memory(exc) and len(req.seeds) == 1:
+                    raise GenerationError(OUT_OF_MEMORY) from exc
+                raise
+
         try:
-            return self.backend.generate(request, on_step)
+            return attempt(request)
         except Exception as exc:
-            if not _is_out_of_memory(exc) or len(request.seeds) == 1:
-                if _is_out_of_memory(exc):
-                    raise GenerationError("The GPU ran out of memory even for one image. Try a smaller size "
-                                          "or the fast preset, or ask the server owner to free the GPU.") from exc
+            if not _is_out_of_memory(exc) or isinstance(exc, GenerationError):
                 raise
             log.warning("out of memory with %d images; retrying one at a time", len(request.seeds))
-        images: list[np.ndarray] = []
-        for seed in request.seeds:
-            try:
-                images += self.backend.generate(dataclasses.replace(request, seeds=(seed,)), on_step)
-            except Exception as exc:
-                if _is_out_of_memory(exc):
-                    raise GenerationError("The GPU ran out of memory even for one image. Try a smaller size "
-                                          "or the fast preset, or ask the server owner to free the GPU.") from exc
-                raise
-        return images
+        return [image for seed in request.seeds for image in attempt(dataclasses.replace(request, seeds=(seed,)))]
 
     def _refine(self, image: np.ndarray, request: GenerationRequest, seed: int,
                 progress: ProgressCallback | None) -> tuple[np.ndarray, bool]:
