@@ -138,15 +138,20 @@ def _load_photos(paths: list[str], config: Config) -> list:
 
 
 def _conditioning_analyzer(config: Config):
-    """InstantID is trained on antelopev2 embeddings: the conditioning always uses that pack."""
+    """InstantID was trained on antelopev2 embeddings, FaceID on buffalo_l: the pack follows the backend."""
     from generation.faces.insightface_backend import InsightFaceAnalyzer
 
-    return InsightFaceAnalyzer(root=config.faces.insightface_root, pack="antelopev2",
+    pack = "antelopev2" if config.generation.backend == "instantid" else "buffalo_l"
+    return InsightFaceAnalyzer(root=config.faces.insightface_root, pack=pack,
                                download=config.faces.insightface_download)
 
 
 def load_backend(config: Config):
-    """The configured diffusion backend, loaded once (config validation allows only built ones)."""
+    """The configured diffusion backend, loaded once."""
+    if config.generation.backend == "faceid":
+        from generation.pipelines.faceid import FaceIDBackend
+
+        return FaceIDBackend.load(config.generation, config.models)
     from generation.pipelines.instantid import InstantIDBackend
 
     return InstantIDBackend.load(config.generation, config.models)

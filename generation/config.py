@@ -91,8 +91,7 @@ class FacesConfig:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    # Only InstantID so far; IP-Adapter FaceID-Plus-v2 ("faceid") is planned.
-    backend: str = _setting("instantid", _one_of("instantid"))
+    backend: str = _setting("instantid", _one_of("instantid", "faceid"))
     # auto: cuda, then mps, then cpu.
     device: str = _setting("auto", _one_of("auto", "cuda", "mps", "cpu"))
     # auto: float16 on cuda/mps, float32 on cpu.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generation.config import GenerationConfig
+from generation.faces.insightface_backend import align_face
 from generation.faces.types import Face, FaceAnalyzer
 from generation.images import LoadedImage
 from generation.likeness import (
@@ -35,6 +36,7 @@ from generation.quality.gate import main_face_first
 
 log = logging.getLogger(__name__)
 
+FACE_CROP_SIZE = 224  # what FaceID-Plus's CLIP image encoder reads
 # (stage, done, total): stage is "generating" or "refining"; the bot turns it into a progress bar.
 ProgressCallback = Callable[[str, int, int], None]
 # Steps and guidance the fast presets were distilled for (SDXL-Lightning: 4 steps without CFG;
@@ -62,6 +64,7 @@ class Reference:
     likeness: ReferenceIdentity  # what outputs are scored against (preferably another face model)
     keypoints: np.ndarray  # 5 landmarks of the best photo: the pose the framing keeps
     messages: tuple[str, ...] = ()
+    face_crop: np.ndarray | None = None  # the best photo's face aligned at 224 px (FaceID-Plus reads it)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,10 +117,10 @@ def build_reference(photos: Sequence[LoadedImage], conditioning: FaceAnalyzer,
             like = cond
             notes.append(f"Likeness falls back to the generator's own face model ({exc.user_message})")
     best = next(i for i in cond.used)
-    keypoints = cond_faces[best].landmarks5  # type: ignore[union-attr]
+    keypoints = np.asarray(cond_faces[best].landmarks5, dtype=np.float64)  # type: ignore[union-attr]
     messages = tuple(dict.fromkeys([*notes, *cond.messages, *like.messages]))
-    return Reference(conditioning=cond, likeness=like, keypoints=np.asarray(keypoints, dtype=np.float64),
-                     messages=messages)
+    crop = align_face(photos[best].pixels, keypoints, size=FACE_CROP_SIZE)
+    return Reference(conditioning=cond, likeness=like, keypoints=keypoints, messages=messages, face_crop=crop)
 
 
 OUT_OF_MEMORY = ("The GPU ran out of memory even for one image. Try a smaller size or the fast preset, "
@@ -154,6 +157,7 @@ class Engine:
             guidance_scale=guidance,
             identity_scale=job.identity_strength if job.identity_strength is not None else lint.identity_scale,
             controlnet_scale=lint.controlnet_scale,
+            face_crop=reference.face_crop,
         )
 
     def _generate(self, request: GenerationRequest, progress: ProgressCallback | None) -> list[np.ndarray]:

@@ -201,10 +201,11 @@ def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def align_face(rgb: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
-    """The 112×112 ArcFace crop: the five keypoints moved onto the template, black outside the image."""
-    matrix = similarity_matrix(landmarks5, ARCFACE_TEMPLATE)
-    return cv2.warpAffine(rgb, matrix, (ARCFACE_SIZE, ARCFACE_SIZE), borderValue=0.0)
+def align_face(rgb: np.ndarray, landmarks5: np.ndarray, size: int = ARCFACE_SIZE) -> np.ndarray:
+    """The ArcFace crop (112 px; FaceID-Plus reads it at 224): the five keypoints moved onto the
+    template scaled to ``size``, black outside the image."""
+    matrix = similarity_matrix(landmarks5, ARCFACE_TEMPLATE * (size / ARCFACE_SIZE))
+    return cv2.warpAffine(rgb, matrix, (size, size), borderValue=0.0)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU) -> list[int]:

@@ -27,6 +27,7 @@ from PIL import Image
 
 from generation.config import GenerationConfig, ModelsConfig
 from generation.models import explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
+from generation.pipelines.diffusers_common import apply_preset, step_callback, to_uint8
 from generation.pipelines.framing import draw_keypoints
 from generation.pipelines.types import GenerationCancelled, GenerationRequest, Img2ImgRequest, StepCallback
 
@@ -152,15 +153,6 @@ class InstantIDBackend:
     def _guided(self, guidance_scale: float) -> bool:
         return guidance_scale > 1.0 and self.pipe.unet.config.time_cond_proj_dim is None
 
-    @staticmethod
-    def _step_callback(on_step: StepCallback | None, total: int) -> Any:
-        def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                on_step(step + 1, total)
-            return tensors
-
-        return callback
-
     def count_tokens(self, text: str) -> int:
         """Tokens the CLIP text encoders will see (start and end included), for the prompt linter."""
         return len(self.pipe.tokenizer(text, truncation=False).input_ids)
@@ -183,12 +175,12 @@ class InstantIDBackend:
                 num_images_per_prompt=len(request.seeds),
                 generator=generators,
                 output_type="np",
-                callback_on_step_end=self._step_callback(on_step, request.steps),
+                callback_on_step_end=step_callback(on_step, request.steps),
                 **self._conditioning(request, guided),
             )
         except GenerationCancelled:
             raise
-        return [(np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8) for image in output.images]
+        return [to_uint8(image) for image in output.images]
 
     def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
         base = request.base
@@ -207,32 +199,7 @@ class InstantIDBackend:
             guidance_scale=base.guidance_scale,
             generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
             output_type="np",
-            callback_on_step_end=self._step_callback(on_step, max(1, int(base.steps * request.strength))),
+            callback_on_step_end=step_callback(on_step, max(1, int(base.steps * request.strength))),
             **self._conditioning(base, guided),
         )
-        return (np.clip(output.images[0], 0.0, 1.0) * 255).round().astype(np.uint8)
-
-
-def apply_preset(pipe: Any, generation: GenerationConfig, models: ModelsConfig) -> None:
-    """Fast presets: a distilled LoRA fused into the UNet plus the scheduler it was trained for."""
-    from diffusers import EulerDiscreteScheduler, LCMScheduler
-
-    if generation.preset == "quality":
-        return
-    ref = model_ref(models, generation.preset)
-    weight = LIGHTNING_FILE if generation.preset == "lightning" else None
-    with explain_missing(ref, generation, weight or "LoRA"):
-        kwargs = hub_kwargs(ref, generation)
-        if weight:
-            kwargs["weight_name"] = weight
-        pipe.load_lora_weights(ref.source, adapter_name=generation.preset, **kwargs)
-    pipe.fuse_lora()
-    if generation.preset == "lightning":
-        pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
-    else:
-        pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
-
-
-LIGHTNING_FILE = "sdxl_lightning_4step_lora.safetensors"
-# Steps and guidance each preset was distilled for (SDXL-Lightning: 4 steps, no CFG; LCM: 4-8, CFG ≈ 1-2).
-PRESET_STEPS = {"lightning": (4, 1.0), "lcm": (6, 1.5)}
+        return to_uint8(output.images[0])

@@ -35,3 +35,24 @@ def instantid_backend(tiny_configs: tuple[GenerationConfig, ModelsConfig]):
     from generation.pipelines.instantid import InstantIDBackend
 
     return InstantIDBackend.load(*tiny_configs)
+
+
+@pytest.fixture(scope="session")
+def tiny_faceid(tmp_path_factory: pytest.TempPathFactory, tiny_instantid: dict[str, Path]) -> dict[str, Path]:
+    paths = tiny_sdxl.build_faceid(tmp_path_factory.mktemp("tiny-faceid"))
+    return {**paths, "base": tiny_instantid["base"]}
+
+
+@pytest.fixture(scope="session")
+def faceid_configs(tiny_faceid: dict[str, Path]) -> tuple[GenerationConfig, ModelsConfig]:
+    generation = GenerationConfig(offline=True, width=64, height=64, steps=3, device="cpu", backend="faceid")
+    models = ModelsConfig(base_path=str(tiny_faceid["base"]), faceid_path=str(tiny_faceid["adapter"].parent),
+                          image_encoder_path=str(tiny_faceid["image_encoder"]))
+    return generation, models
+
+
+@pytest.fixture(scope="session")
+def faceid_backend(faceid_configs: tuple[GenerationConfig, ModelsConfig]):
+    from generation.pipelines.faceid import FaceIDBackend
+
+    return FaceIDBackend.load(*faceid_configs)

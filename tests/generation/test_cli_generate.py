@@ -89,3 +89,15 @@ def test_unknown_style_is_a_usage_error(tiny_env: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", str(tiny_env / "square.png"), "--style", "vaporwave"])
     assert exit_info.value.code == 64
+
+
+def test_faceid_backend_from_config(tiny_env: Path, monkeypatch: pytest.MonkeyPatch, tiny_faceid: dict[str, Path],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_onnx.make_pack(tiny_env / "insightface" / "models" / "buffalo_l", pack="buffalo_l")
+    monkeypatch.setenv("CLOSEUP_GENERATION__BACKEND", "faceid")
+    monkeypatch.setenv("CLOSEUP_MODELS__FACEID_PATH", str(tiny_faceid["adapter"].parent))
+    monkeypatch.setenv("CLOSEUP_MODELS__IMAGE_ENCODER_PATH", str(tiny_faceid["image_encoder"]))
+    out = tiny_env / "faceid-out"
+    code = main(["generate", str(tiny_env / "square.png"), "--seed", "9", "--out", str(out), "--quiet"])
+    assert code == 1, capsys.readouterr().err
+    assert (out / "portrait-1-seed9.png").exists() and (out / "contact-sheet.png").exists()

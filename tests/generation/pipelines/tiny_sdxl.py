@@ -210,3 +210,71 @@ def build_lora(folder: Path, weight_name: str, seed: int = 3) -> Path:
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     StableDiffusionXLPipeline.save_lora_weights(folder, unet_lora_layers=state, weight_name=weight_name)
     return folder
+
+
+CLIP_HIDDEN = 48  # the tiny CLIP ViT-H stand-in's width (the real one: 1280)
+
+
+def build_image_encoder(folder: Path, seed: int = 4) -> Path:
+    """laion/CLIP-ViT-H-14's layout: a CLIPVisionModelWithProjection, tiny, reading 224-px crops."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(hidden_size=CLIP_HIDDEN, intermediate_size=64, num_attention_heads=4,
+                              num_hidden_layers=2, image_size=224, patch_size=32, projection_dim=32)
+    CLIPVisionModelWithProjection(config).save_pretrained(folder)
+    return folder
+
+
+def faceid_plus_state(unet, seed: int = 5, embed: int = 64, lora_rank: int = 4) -> dict:
+    """ip-adapter-faceid-plusv2_sdxl.bin's layout: FaceID tokens (proj.0/proj.2/norm) refined by a
+    perceiver over CLIP hidden states, to_k_ip/to_v_ip per cross-attention layer, and a LoRA
+    (to_{q,k,v,out}_lora.{down,up}) on every attention layer, keyed by attn_processors position."""
+    g = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    tokens, depth, inner = 4, 4, embed * 4
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * 0.05
+
+    proj = {
+        # A feed-forward of width 2 × 512 (as in the real file: 512 → 1024 → tokens × width).
+        "proj.0.weight": rand(2 * FACE_EMBED, FACE_EMBED), "proj.0.bias": torch.zeros(2 * FACE_EMBED),
+        "proj.2.weight": rand(embed * tokens, 2 * FACE_EMBED), "proj.2.bias": torch.zeros(embed * tokens),
+        "norm.weight": torch.ones(embed), "norm.bias": torch.zeros(embed),
+        "perceiver_resampler.proj_in.weight": rand(embed, CLIP_HIDDEN),
+        "perceiver_resampler.proj_in.bias": torch.zeros(embed),
+        "perceiver_resampler.proj_out.weight": rand(cross, embed),
+        "perceiver_resampler.proj_out.bias": torch.zeros(cross),
+        "perceiver_resampler.norm_out.weight": torch.ones(cross),
+        "perceiver_resampler.norm_out.bias": torch.zeros(cross),
+    }
+    for i in range(depth):
+        p = f"perceiver_resampler.layers.{i}"
+        proj.update({
+            f"{p}.0.norm1.weight": torch.ones(embed), f"{p}.0.norm1.bias": torch.zeros(embed),
+            f"{p}.0.norm2.weight": torch.ones(embed), f"{p}.0.norm2.bias": torch.zeros(embed),
+            f"{p}.0.to_q.weight": rand(embed, embed), f"{p}.0.to_kv.weight": rand(2 * embed, embed),
+            f"{p}.0.to_out.weight": rand(embed, embed),
+            f"{p}.1.0.weight": torch.ones(embed), f"{p}.1.0.bias": torch.zeros(embed),
+            f"{p}.1.1.weight": rand(inner, embed), f"{p}.1.3.weight": rand(embed, inner),
+        })
+    layers: dict[str, torch.Tensor] = {}
+    for key_id, name in enumerate(unet.attn_processors):
+        hidden = _hidden_size(unet, name)
+        context = cross if name.endswith("attn2.processor") else hidden
+        for part, width in (("to_q", hidden), ("to_k", context), ("to_v", context), ("to_out", hidden)):
+            layers[f"{key_id}.{part}_lora.down.weight"] = rand(lora_rank, width)
+            layers[f"{key_id}.{part}_lora.up.weight"] = rand(hidden, lora_rank)
+        if name.endswith("attn2.processor"):
+            layers[f"{key_id}.to_k_ip.weight"] = rand(hidden, cross)
+            layers[f"{key_id}.to_v_ip.weight"] = rand(hidden, cross)
+    return {"image_proj": proj, "ip_adapter": layers}
+
+
+def build_faceid(root: Path, seed: int = 0) -> dict[str, Path]:
+    """Everything the faceid backend loads (besides the SDXL base), in the hub layouts."""
+    adapter = root / "faceid" / "ip-adapter-faceid-plusv2_sdxl.bin"
+    adapter.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(faceid_plus_state(tiny_unet(), seed + 5), adapter)
+    return {"adapter": adapter, "image_encoder": build_image_encoder(root / "image_encoder", seed + 4)}
