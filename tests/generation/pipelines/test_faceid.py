@@ -74,5 +74,5 @@ def test_missing_image_encoder_is_explained(tmp_path: Path, faceid_configs: tupl
     folder = tmp_path / "faceid-without-file"
     folder.mkdir()
     shutil.copy(tiny_faceid["adapter"], folder / "other-name.bin")
-    with pytest.raises(ModelMissingError, match="ip-adapter-faceid-plusv2_sdxl.bin"):
+    with pytest.raises(ModelMissingError, match=r"ip-adapter-faceid-plusv2_sdxl\.bin"):
         FaceIDBackend.load(generation, dataclasses.replace(models, faceid_path=str(folder)))
