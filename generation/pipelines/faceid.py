@@ -19,7 +19,7 @@ from PIL import Image
 
 from generation.config import GenerationConfig, ModelsConfig
 from generation.models import ModelMissingError, explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
-from generation.pipelines.diffusers_common import apply_preset, step_callback, to_uint8
+from generation.pipelines.diffusers_common import finish_loading, is_guided, settle, step_callback, to_uint8
 from generation.pipelines.types import GenerationRequest, Img2ImgRequest, StepCallback
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,7 @@ class FaceIDBackend:
         self.image_encoder = image_encoder
         self.device = device
         self.dtype = dtype
-        self.img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe, dtype=dtype)  # shares every module
-        self.img2img.set_progress_bar_config(disable=True)
-        pipe.unet.to(device, dtype)
-        pipe.unet.encoder_hid_proj.eval()
+        self.img2img = settle(pipe, StableDiffusionXLImg2ImgPipeline, device, dtype)
 
     @classmethod
     def load(cls, generation: GenerationConfig, models: ModelsConfig) -> FaceIDBackend:
@@ -70,14 +67,8 @@ class FaceIDBackend:
                 f"{ADAPTER_FILE} loaded without its LoRA weights: install peft (`pip install 'closeup[gpu]'`), "
                 "or FaceID likeness drops sharply."
             )
-        pipe.to(device=device, dtype=dtype)
         image_encoder.to(device=device, dtype=dtype).eval()
-        pipe.set_progress_bar_config(disable=True)
-        apply_preset(pipe, generation, models)
-        if generation.compile and device == "cuda":
-            pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=False)
-        log.info("faceid backend ready on %s (%s), preset %s", device, str(dtype).removeprefix("torch."),
-                 generation.preset)
+        finish_loading(pipe, generation, models, device, dtype, cls.name)
         return cls(pipe, image_encoder, device, dtype)
 
     def count_tokens(self, text: str) -> int:
@@ -110,13 +101,10 @@ class FaceIDBackend:
         embeds = torch.cat([torch.zeros_like(face), face]) if guided else face
         return {"ip_adapter_image_embeds": [embeds.to(self.device, dtype=self.dtype)]}
 
-    def _guided(self, guidance_scale: float) -> bool:
-        return guidance_scale > 1.0 and self.pipe.unet.config.time_cond_proj_dim is None
-
     # ------------------------------------------------------------------ generation
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> list[np.ndarray]:
-        guided = self._guided(request.guidance_scale)
+        guided = is_guided(self.pipe, request.guidance_scale)
         output = self.pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
@@ -134,7 +122,7 @@ class FaceIDBackend:
 
     def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
         base = request.base
-        guided = self._guided(base.guidance_scale)
+        guided = is_guided(self.pipe, base.guidance_scale)
         output = self.img2img(
             prompt=base.prompt,
             negative_prompt=base.negative_prompt or None,

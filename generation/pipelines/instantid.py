@@ -27,7 +27,7 @@ from PIL import Image
 
 from generation.config import GenerationConfig, ModelsConfig
 from generation.models import explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
-from generation.pipelines.diffusers_common import apply_preset, step_callback, to_uint8
+from generation.pipelines.diffusers_common import finish_loading, is_guided, settle, step_callback, to_uint8
 from generation.pipelines.framing import draw_keypoints
 from generation.pipelines.types import GenerationCancelled, GenerationRequest, Img2ImgRequest, StepCallback
 
@@ -85,16 +85,8 @@ class InstantIDBackend:
         self.pipe = pipe
         self.device = device
         self.dtype = dtype
-        # The re-render pass shares every module with the text-to-image pipeline: no second copy.
-        # from_pipe casts to float32 unless told the dtype.
-        self.img2img = StableDiffusionXLControlNetImg2ImgPipeline.from_pipe(
-            pipe, controlnet=pipe.controlnet, dtype=dtype
-        )
-        self.img2img.set_progress_bar_config(disable=True)
-        # load_ip_adapter builds the face-token Resampler and the IP attention layers in float32:
-        # cast the UNet as a whole, last, and keep the Resampler in inference mode.
-        pipe.unet.to(device, dtype)
-        pipe.unet.encoder_hid_proj.eval()
+        self.img2img = settle(pipe, StableDiffusionXLControlNetImg2ImgPipeline, device, dtype,
+                              controlnet=pipe.controlnet)
 
     # ------------------------------------------------------------------ loading
 
@@ -117,13 +109,7 @@ class InstantIDBackend:
                 instantid.source, subfolder="", weight_name=ADAPTER_FILE, image_encoder_folder=None,
                 **hub_kwargs(instantid, generation),
             )
-        pipe.to(device=device, dtype=dtype)
-        pipe.set_progress_bar_config(disable=True)
-        apply_preset(pipe, generation, models)
-        if generation.compile and device == "cuda":
-            pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=False)
-        log.info("instantid backend ready on %s (%s), preset %s", device, str(dtype).removeprefix("torch."),
-                 generation.preset)
+        finish_loading(pipe, generation, models, device, dtype, cls.name)
         return cls(pipe, device, dtype)
 
     # ------------------------------------------------------------------ conditioning
@@ -150,9 +136,6 @@ class InstantIDBackend:
             "controlnet_conditioning_scale": float(request.controlnet_scale),
         }
 
-    def _guided(self, guidance_scale: float) -> bool:
-        return guidance_scale > 1.0 and self.pipe.unet.config.time_cond_proj_dim is None
-
     def count_tokens(self, text: str) -> int:
         """Tokens the CLIP text encoders will see (start and end included), for the prompt linter."""
         return len(self.pipe.tokenizer(text, truncation=False).input_ids)
@@ -160,7 +143,7 @@ class InstantIDBackend:
     # ------------------------------------------------------------------ generation
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> list[np.ndarray]:
-        guided = self._guided(request.guidance_scale)
+        guided = is_guided(self.pipe, request.guidance_scale)
         control = draw_keypoints(request.keypoints, request.width, request.height)
         generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds]
         try:
@@ -185,7 +168,7 @@ class InstantIDBackend:
     def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
         base = request.base
         height, width = request.image.shape[:2]
-        guided = self._guided(base.guidance_scale)
+        guided = is_guided(self.pipe, base.guidance_scale)
         control = draw_keypoints(base.keypoints, width, height)
         output = self.img2img(
             prompt=base.prompt,
