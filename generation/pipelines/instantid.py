@@ -29,7 +29,7 @@ from generation.config import GenerationConfig, ModelsConfig
 from generation.models import explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
 from generation.pipelines.diffusers_common import finish_loading, is_guided, settle, step_callback, to_uint8
 from generation.pipelines.framing import draw_keypoints
-from generation.pipelines.types import GenerationCancelled, GenerationRequest, Img2ImgRequest, StepCallback
+from generation.pipelines.types import GenerationRequest, Img2ImgRequest, StepCallback
 
 log = logging.getLogger(__name__)
 
@@ -146,23 +146,20 @@ class InstantIDBackend:
         guided = is_guided(self.pipe, request.guidance_scale)
         control = draw_keypoints(request.keypoints, request.width, request.height)
         generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds]
-        try:
-            output = self.pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                image=_to_pil(control),
-                width=request.width,
-                height=request.height,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance_scale,
-                num_images_per_prompt=len(request.seeds),
-                generator=generators,
-                output_type="np",
-                callback_on_step_end=step_callback(on_step, request.steps),
-                **self._conditioning(request, guided),
-            )
-        except GenerationCancelled:
-            raise
+        output = self.pipe(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            image=_to_pil(control),
+            width=request.width,
+            height=request.height,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            num_images_per_prompt=len(request.seeds),
+            generator=generators,
+            output_type="np",
+            callback_on_step_end=step_callback(on_step, request.steps),
+            **self._conditioning(request, guided),
+        )
         return [to_uint8(image) for image in output.images]
 
     def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
