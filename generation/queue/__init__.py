@@ -1,0 +1,1 @@
+"""The job queue: embedded (asyncio + SQLite) by default, Redis Streams to scale out."""

@@ -1,0 +1,73 @@
+"""What both queue backends promise, and what a job runner is."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from generation.jobs import JobEvent, JobSpec, JobState, ResultImage
+
+# (step, total). The runner calls it between denoising steps; it raises JobCancelled when asked to stop.
+Progress = Callable[[int, int], None]
+
+
+class JobFailed(Exception):  # noqa: N818 - an outcome, reported to the person
+    """The job cannot succeed as asked (no face, refused prompt, ...): fail it now, never retry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JobCancelled(Exception):  # noqa: N818 - a signal
+    """Raised inside a runner when its job was cancelled; the queue records it as cancelled."""
+
+
+class OutOfMemory(Exception):  # noqa: N818 - a condition the queue reacts to
+    """The device ran out of memory; the queue retries once with one image, then fails the job."""
+
+
+class QueueStorageError(RuntimeError):
+    """The job journal cannot be written or read; the message says why and what to do."""
+
+
+class Runner(Protocol):
+    """Runs one job to the end. Blocking: the queue calls it in a worker thread or process."""
+
+    def run(self, spec: JobSpec, progress: Progress, cancelled: threading.Event) -> list[ResultImage]: ...
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    user_id: str
+    guild_id: str
+    state: JobState
+    position: int | None  # queued: jobs ahead
+    eta_s: float | None
+    attempts: int
+    reason: str
+    enqueued_at: float
+    prompt: str
+
+
+class JobQueue(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def submit(self, spec: JobSpec) -> JobEvent: ...
+
+    async def cancel(self, job_id: str, user_id: str | None = None) -> bool: ...
+
+    async def status(self, job_id: str) -> JobStatus | None: ...
+
+    async def jobs_for(self, user_id: str) -> list[JobStatus]: ...
+
+    def events(self) -> AsyncIterator[JobEvent]: ...
+
+    async def undelivered(self) -> list[JobEvent]: ...
+
+    async def ack(self, job_id: str) -> None: ...

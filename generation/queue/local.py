@@ -1,0 +1,418 @@
+"""The embedded queue: asyncio in the bot's process, a SQLite journal (WAL) on disk, one GPU worker.
+
+Every state change is written to the journal before it is announced, so a restart loses nothing:
+queued jobs wait again, a job that was running runs again (job ids are idempotent), and finished
+results that were not yet delivered are handed out again until ``ack`` says they arrived.
+All SQLite work happens on one dedicated thread, and the job itself runs in another, so the event
+loop never blocks on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from generation.jobs import EventKind, JobEvent, JobFormatError, JobSpec, JobState
+from generation.queue.base import (
+    JobCancelled,
+    JobFailed,
+    JobStatus,
+    OutOfMemory,
+    QueueStorageError,
+    Runner,
+)
+from generation.queue.scheduler import EtaEstimator, Limits, Waiting, assign_round, check_caps, fair_order
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id      TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    guild_id    TEXT NOT NULL,
+    priority    INTEGER NOT NULL,
+    spec        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    smaller     INTEGER NOT NULL DEFAULT 0,
+    round       INTEGER NOT NULL DEFAULT 0,
+    enqueued_at REAL NOT NULL,
+    started_at  REAL,
+    finished_at REAL,
+    reason      TEXT NOT NULL DEFAULT '',
+    final_event TEXT,
+    delivered   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_undelivered ON jobs(delivered, state);
+"""
+ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+
+
+def _storage_error(exc: sqlite3.Error, path: Path) -> QueueStorageError:
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return QueueStorageError(f"The job journal {path} is locked by another process. Is a second closeup "
+                                 "running with the same data folder?")
+    if "full" in text:
+        return QueueStorageError(f"The disk holding the job journal {path} is full. Free some space; no job "
+                                 "was lost.")
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return QueueStorageError(f"The job journal {path} cannot be written: check the folder's permissions.")
+    return QueueStorageError(f"The job journal {path} failed: {exc}")
+
+
+class LocalQueue:
+    """Embedded job queue with one worker. Use ``async with LocalQueue(...)`` or start()/close()."""
+
+    def __init__(self, path: str | Path, runner: Runner, *, limits: Limits | None = None,
+                 timeout_s: float = 900.0, max_failures: int = 3, eta: EtaEstimator | None = None,
+                 shutdown_grace_s: float = 30.0, busy_timeout_s: float = 5.0) -> None:
+        self.path = Path(path)
+        self.runner = runner
+        self.limits = limits or Limits()
+        self.timeout_s = timeout_s
+        self.max_failures = max_failures
+        self.eta = eta or EtaEstimator()
+        self.shutdown_grace_s = shutdown_grace_s
+        self.busy_timeout_s = busy_timeout_s
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closeup-journal")
+        self._work_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closeup-worker")
+        self._conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup = asyncio.Event()
+        self._subscribers: set[asyncio.Queue[JobEvent]] = set()
+        self._worker: asyncio.Task[None] | None = None
+        self._current: tuple[str, threading.Event, float] | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> LocalQueue:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._db(self._open)
+        recovered = await self._db(self._recover)
+        if recovered:
+            log.info("journal: %d job(s) that were running will run again", recovered)
+        self._worker = asyncio.create_task(self._work(), name="closeup-local-worker")
+
+    async def close(self) -> None:
+        """Stop taking jobs; a running job may finish within the grace period, else it is handed back."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._worker is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), self.shutdown_grace_s)
+            except TimeoutError:
+                if self._current is not None:
+                    self._current[1].set()  # stop at the next step; _work hands the job back
+                with contextlib.suppress(Exception):
+                    await self._worker
+        if self._conn is not None:
+            await self._db(self._conn.close)
+            self._conn = None
+        self._db_thread.shutdown(wait=True)
+        self._work_thread.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ journal (journal thread only)
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._db_thread, functools.partial(fn, *args, **kwargs))
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path) from None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    @property
+    def _sql(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise QueueStorageError("the queue is not started")
+        return self._conn
+
+    def _recover(self) -> int:
+        """Jobs left running by a crash run again, unless they already crashed the worker too often."""
+        sql = self._sql
+        rows = sql.execute("SELECT job_id, attempts FROM jobs WHERE state = ?", (JobState.RUNNING,)).fetchall()
+        for job_id, attempts in rows:
+            if attempts >= self.max_failures:
+                self._finish(job_id, JobState.POISONED, JobEvent(
+                    EventKind.FAILED, job_id, reason=f"The worker stopped {attempts} times while making this "
+                    "portrait, so it was set aside. Try a different photo or prompt.", attempt=attempts))
+            else:
+                sql.execute("UPDATE jobs SET state = ?, started_at = NULL WHERE job_id = ?", (JobState.QUEUED, job_id))
+        return len(rows)
+
+    def _insert(self, spec: JobSpec) -> tuple[int, float]:
+        sql = self._sql
+        sql.execute("BEGIN IMMEDIATE")
+        try:
+            existing = sql.execute("SELECT state FROM jobs WHERE job_id = ?", (spec.job_id,)).fetchone()
+            if existing is None:
+                active = sql.execute("SELECT user_id, guild_id FROM jobs WHERE state IN (?, ?)", ACTIVE).fetchall()
+                check_caps(spec.user_id, spec.guild_id, active, self.limits)
+                current = sql.execute("SELECT MAX(round) FROM jobs WHERE state != ?", (JobState.QUEUED,)).fetchone()[0]
+                last = sql.execute("SELECT MAX(round) FROM jobs WHERE user_id = ? AND state IN (?, ?)",
+                                   (spec.user_id, *ACTIVE)).fetchone()[0]
+                sql.execute(
+                    "INSERT INTO jobs (job_id, user_id, guild_id, priority, spec, state, enqueued_at, round) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (spec.job_id, spec.user_id, spec.guild_id, spec.priority, spec.to_json(), JobState.QUEUED,
+                     time.time(), assign_round(current or 0, last)),
+                )
+            sql.execute("COMMIT")
+        except BaseException:
+            sql.execute("ROLLBACK")
+            raise
+        return self._position(spec.job_id)
+
+    def _order(self) -> list[Waiting]:
+        sql = self._sql
+        return fair_order([Waiting(*row) for row in sql.execute(
+            "SELECT job_id, user_id, guild_id, priority, enqueued_at, round FROM jobs WHERE state = ?",
+            (JobState.QUEUED,))])
+
+    def _running_elapsed(self) -> list[float]:
+        now = time.time()
+        return [now - started for (started,) in self._sql.execute(
+            "SELECT started_at FROM jobs WHERE state = ? AND started_at IS NOT NULL", (JobState.RUNNING,))]
+
+    def _position(self, job_id: str) -> tuple[int, float]:
+        order = [job.job_id for job in self._order()]
+        position = order.index(job_id) if job_id in order else 0
+        return position, self.eta.eta(position, self._running_elapsed())
+
+    def _claim_next(self) -> tuple[JobSpec, int, bool] | None:
+        sql = self._sql
+        for candidate in self._order():
+            row = sql.execute("SELECT spec, attempts, smaller FROM jobs WHERE job_id = ?",
+                              (candidate.job_id,)).fetchone()
+            try:
+                spec = JobSpec.from_json(row[0])
+            except JobFormatError as exc:  # written by another release, or damaged: set aside, keep going
+                self._finish(candidate.job_id, JobState.POISONED, JobEvent(
+                    EventKind.FAILED, candidate.job_id, reason=f"This job could not be read ({exc})."))
+                continue
+            attempts = row[1] + 1
+            sql.execute("UPDATE jobs SET state = ?, attempts = ?, started_at = ? WHERE job_id = ?",
+                        (JobState.RUNNING, attempts, time.time(), candidate.job_id))
+            return spec, attempts, bool(row[2])
+        return None
+
+    def _finish(self, job_id: str, state: JobState, event: JobEvent) -> None:
+        self._sql.execute(
+            "UPDATE jobs SET state = ?, finished_at = ?, reason = ?, final_event = ?, delivered = 0 WHERE job_id = ?",
+            (state, time.time(), event.reason, event.to_json(), job_id),
+        )
+
+    def _requeue(self, job_id: str, *, failed: bool = False, smaller: bool = False, refund: bool = False) -> int:
+        sql = self._sql
+        sql.execute(
+            "UPDATE jobs SET state = ?, started_at = NULL, failures = failures + ?, smaller = MAX(smaller, ?), "
+            "attempts = attempts - ? WHERE job_id = ?",
+            (JobState.QUEUED, int(failed), int(smaller), int(refund), job_id),
+        )
+        return sql.execute("SELECT failures FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+    def _status_rows(self, where: str, args: tuple[Any, ...]) -> list[JobStatus]:
+        order = [job.job_id for job in self._order()]
+        elapsed = self._running_elapsed()
+        statuses = []
+        for job_id, user_id, guild_id, state, attempts, reason, enqueued_at, spec in self._sql.execute(
+                "SELECT job_id, user_id, guild_id, state, attempts, reason, enqueued_at, spec FROM jobs "
+                f"WHERE {where} ORDER BY enqueued_at", args):
+            position = order.index(job_id) if job_id in order else None
+            eta = self.eta.eta(position, elapsed) if position is not None else None
+            try:
+                prompt = JobSpec.from_json(spec).prompt
+            except JobFormatError:
+                prompt = ""
+            statuses.append(JobStatus(job_id, user_id, guild_id, JobState(state), position, eta, attempts, reason,
+                                      enqueued_at, prompt))
+        return statuses
+
+    # ------------------------------------------------------------------ public API (event loop)
+
+    async def submit(self, spec: JobSpec) -> JobEvent:
+        """Journal the job (idempotent by job_id) and return its queued event; QueueLimitError on a cap."""
+        position, eta = await self._db(self._insert, spec)
+        event = JobEvent(EventKind.QUEUED, spec.job_id, position=position, eta_s=eta)
+        self._emit(event)
+        self._wakeup.set()
+        return event
+
+    async def cancel(self, job_id: str, user_id: str | None = None) -> bool:
+        """Remove a queued job, or stop a running one at its next step. False if it is not active
+        (or belongs to someone else when ``user_id`` is given)."""
+        def cancel_queued() -> str | None:
+            row = self._sql.execute("SELECT state, user_id FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None or (user_id is not None and row[1] != user_id):
+                return None
+            if row[0] == JobState.QUEUED:
+                self._finish(job_id, JobState.CANCELLED, JobEvent(EventKind.CANCELLED, job_id, reason="Cancelled."))
+            return row[0]
+
+        state = await self._db(cancel_queued)
+        if state == JobState.QUEUED:
+            self._emit(JobEvent(EventKind.CANCELLED, job_id, reason="Cancelled."))
+            return True
+        if state == JobState.RUNNING and self._current is not None and self._current[0] == job_id:
+            self._current[1].set()
+            return True
+        return False
+
+    async def status(self, job_id: str) -> JobStatus | None:
+        rows = await self._db(self._status_rows, "job_id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    async def jobs_for(self, user_id: str) -> list[JobStatus]:
+        return await self._db(self._status_rows, "user_id = ? AND state IN (?, ?)", (user_id, *ACTIVE))
+
+    async def undelivered(self) -> list[JobEvent]:
+        """Final events (done, failed, cancelled) not yet acknowledged: deliver them, then ack()."""
+        rows = await self._db(lambda: self._sql.execute(
+            "SELECT final_event FROM jobs WHERE delivered = 0 AND final_event IS NOT NULL ORDER BY finished_at"
+        ).fetchall())
+        return [JobEvent.from_json(row[0]) for row in rows]
+
+    async def ack(self, job_id: str) -> None:
+        await self._db(lambda: self._sql.execute("UPDATE jobs SET delivered = 1 WHERE job_id = ?", (job_id,)))
+
+    async def purge(self, user_id: str) -> int:
+        """Forget every job of a person (the /forget command); running ones are cancelled first."""
+        for status in await self.jobs_for(user_id):
+            await self.cancel(status.job_id)
+        return await self._db(lambda: self._sql.execute(
+            "DELETE FROM jobs WHERE user_id = ? AND state != ?", (user_id, JobState.RUNNING)).rowcount)
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Every event from now on, in order (subscribe before submitting to miss nothing)."""
+        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(queue)
+
+    def subscribe(self) -> asyncio.Queue[JobEvent]:
+        """A queue receiving every event from now on; pass it to unsubscribe() when done."""
+        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[JobEvent]) -> None:
+        self._subscribers.discard(queue)
+
+    def _emit(self, event: JobEvent) -> None:
+        for queue in list(self._subscribers):
+            queue.put_nowait(event)
+
+    # ------------------------------------------------------------------ the worker
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            claimed = await self._db(self._claim_next)
+            if claimed is None:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=1.0)
+                continue
+            spec, attempts, smaller = claimed
+            await self._run_one(spec, attempts, smaller)
+
+    async def _run_one(self, spec: JobSpec, attempts: int, smaller: bool) -> None:
+        loop = asyncio.get_running_loop()
+        cancelled = threading.Event()
+        started = time.monotonic()
+        self._current = (spec.job_id, cancelled, started)
+        self._emit(JobEvent(EventKind.STARTED, spec.job_id, attempt=attempts))
+
+        def progress(step: int, total: int) -> None:  # called on the worker thread
+            if cancelled.is_set():
+                raise JobCancelled
+            loop.call_soon_threadsafe(self._emit, JobEvent(EventKind.PROGRESS, spec.job_id, step=step, total=total,
+                                                           attempt=attempts))
+
+        run_spec = spec if not smaller else _one_image(spec)
+        future = loop.run_in_executor(self._work_thread, self.runner.run, run_spec, progress, cancelled)
+        timeout = spec.timeout_s or self.timeout_s
+        try:
+            results = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            cancelled.set()
+            with contextlib.suppress(BaseException):
+                await future  # it stops at its next step
+            await self._end(spec.job_id, JobState.FAILED, JobEvent(
+                EventKind.FAILED, spec.job_id, attempt=attempts,
+                reason=f"This portrait took longer than {timeout:.0f} s and was stopped. Try fewer images."))
+        except JobCancelled:
+            if self._stopping:  # shutdown: hand the job back rather than lose it
+                await self._db(self._requeue, spec.job_id, refund=True)
+                log.info("shutdown: job %s handed back to the queue", spec.job_id)
+            else:
+                await self._end(spec.job_id, JobState.CANCELLED,
+                                JobEvent(EventKind.CANCELLED, spec.job_id, reason="Cancelled.", attempt=attempts))
+        except JobFailed as exc:
+            await self._end(spec.job_id, JobState.FAILED,
+                            JobEvent(EventKind.FAILED, spec.job_id, reason=exc.reason, attempt=attempts))
+        except OutOfMemory:
+            if smaller or spec.count == 1:
+                await self._end(spec.job_id, JobState.FAILED, JobEvent(
+                    EventKind.FAILED, spec.job_id, attempt=attempts, reason="The GPU ran out of memory, even for "
+                    "one image. Try again later or ask the server owner to free the GPU."))
+            else:
+                log.warning("job %s: out of memory with %d images; retrying with one", spec.job_id, spec.count)
+                await self._db(self._requeue, spec.job_id, smaller=True)
+        except Exception as exc:  # a bug or a transient fault: retry a few times, then set it aside
+            log.exception("job %s failed (attempt %d)", spec.job_id, attempts)
+            failures = await self._db(self._requeue, spec.job_id, failed=True)
+            if failures >= self.max_failures:
+                await self._end(spec.job_id, JobState.POISONED, JobEvent(
+                    EventKind.FAILED, spec.job_id, attempt=attempts,
+                    reason=f"Making this portrait failed {failures} times ({type(exc).__name__}: {exc}); it was "
+                    "set aside. The server owner can see the details in the log."))
+        else:
+            self.eta.record(time.monotonic() - started)
+            await self._end(spec.job_id, JobState.DONE,
+                            JobEvent(EventKind.DONE, spec.job_id, results=tuple(results), attempt=attempts))
+        finally:
+            self._current = None
+            self._wakeup.set()
+
+    async def _end(self, job_id: str, state: JobState, event: JobEvent) -> None:
+        await self._db(self._finish, job_id, state, event)  # journal first, then announce
+        self._emit(event)
+
+
+def _one_image(spec: JobSpec) -> JobSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, count=1)
+
