@@ -137,26 +137,6 @@ def _load_photos(paths: list[str], config: Config) -> list:
     ]
 
 
-def _conditioning_analyzer(config: Config):
-    """InstantID was trained on antelopev2 embeddings, FaceID on buffalo_l: the pack follows the backend."""
-    from generation.faces.insightface_backend import InsightFaceAnalyzer
-
-    pack = "antelopev2" if config.generation.backend == "instantid" else "buffalo_l"
-    return InsightFaceAnalyzer(root=config.faces.insightface_root, pack=pack,
-                               download=config.faces.insightface_download)
-
-
-def load_backend(config: Config):
-    """The configured diffusion backend, loaded once."""
-    if config.generation.backend == "faceid":
-        from generation.pipelines.faceid import FaceIDBackend
-
-        return FaceIDBackend.load(config.generation, config.models)
-    from generation.pipelines.instantid import InstantIDBackend
-
-    return InstantIDBackend.load(config.generation, config.models)
-
-
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     """Reference photos + prompt → portraits, likeness per image, and a contact sheet."""
     from generation.contact_sheet import contact_sheet
@@ -165,6 +145,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     from generation.faces.dlib_backend import DlibAnalyzer
     from generation.images import ImageError, encode_png
     from generation.likeness import ReferenceSetError
+    from generation.loading import conditioning_analyzer, load_backend
     from generation.models import ModelMissingError
     from generation.pipelines.types import GenerationError
     from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
@@ -178,7 +159,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     job = PortraitJob(prompt=args.prompt, style=args.style, framing=args.framing, count=args.n, seed=args.seed,
                       identity_strength=args.identity_strength)
     try:
-        conditioning = _conditioning_analyzer(config)
+        conditioning = conditioning_analyzer(config)
         reference = build_reference(photos, conditioning, DlibAnalyzer())
         for message in reference.messages:
             print(f"note: {message}", file=sys.stderr)

@@ -1,0 +1,86 @@
+"""The queue's Runner for real jobs: a JobSpec in, the generation engine run, ResultImages out.
+
+Loads the backend and the face analyzers once (they stay warm for every job). Everything a person
+can fix (an unreadable photo, no face, a refused prompt, an unknown style) becomes JobFailed with
+their message, so the queue fails the job at once instead of retrying it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+
+from generation.config import Config
+from generation.engine import Engine, PortraitJob, build_reference
+from generation.faces.types import FaceAnalyzer
+from generation.images import ImageError, encode_png, load_image
+from generation.jobs import JobSpec, ResultImage
+from generation.likeness import ReferenceSetError
+from generation.pipelines.types import Backend, GenerationError
+from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
+from generation.queue.base import JobFailed, Progress
+
+
+class EngineRunner:
+    def __init__(self, engine: Engine, conditioning: FaceAnalyzer, likeness: FaceAnalyzer, config: Config) -> None:
+        self.engine = engine
+        self.conditioning = conditioning
+        self.likeness = likeness
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: Config, backend: Backend | None = None) -> EngineRunner:
+        """Load everything once: the diffusion backend, the conditioning pack and dlib for likeness."""
+        from generation.faces.dlib_backend import DlibAnalyzer
+        from generation.loading import conditioning_analyzer, load_backend
+
+        likeness = DlibAnalyzer()
+        backend = backend or load_backend(config)
+        return cls(Engine(backend, likeness, config.generation), conditioning_analyzer(config), likeness, config)
+
+    def _photos(self, spec: JobSpec) -> list:
+        images = self.config.images
+        photos = []
+        for number, encoded in enumerate(spec.references, start=1):
+            try:
+                data = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise JobFailed(f"Reference photo {number} was damaged in the queue. Please send it again.") from None
+            try:
+                photos.append(load_image(data, max_bytes=images.max_bytes, max_pixels=images.max_pixels,
+                                         allow_animation_first_frame=images.allow_animation_first_frame,
+                                         max_side=images.analysis_max_side))
+            except ImageError as exc:
+                raise JobFailed(f"Reference photo {number}: {exc.user_message}") from None
+        if not photos:
+            raise JobFailed("This job has no reference photo. Attach a selfie or set one with /reference set.")
+        return photos
+
+    def run(self, spec: JobSpec, progress: Progress, cancelled: threading.Event) -> list[ResultImage]:
+        photos = self._photos(spec)
+        try:
+            reference = build_reference(photos, self.conditioning, self.likeness)
+        except ReferenceSetError as exc:
+            raise JobFailed(exc.user_message) from None
+        job = PortraitJob(prompt=spec.prompt, style=spec.style, framing=spec.framing, count=spec.count,
+                          seed=spec.seed, identity_strength=spec.identity_strength)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            progress(done, total)  # raises JobCancelled when the job was cancelled
+
+        try:
+            outcome = self.engine.run(job, reference, on_progress)
+        except (PromptRejectedError, UnknownStyleError, UnknownFramingError, GenerationError) as exc:
+            raise JobFailed(str(exc)) from None
+        return [
+            ResultImage(
+                png=base64.b64encode(encode_png(p.image)).decode("ascii"),
+                seed=p.seed,
+                likeness=None if p.likeness is None else round(float(p.likeness.score), 4),
+                same_person=None if p.likeness is None else bool(p.likeness.same_person),
+                face_found=p.face_found,
+                refined=p.refined,
+            )
+            for p in outcome.portraits
+        ]

@@ -1,0 +1,73 @@
+"""A real job through the embedded queue: tiny InstantID pipeline, tiny antelopev2 pack, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "faces"))
+import tiny_onnx  # noqa: E402
+
+from generation.config import Config, FacesConfig  # noqa: E402
+from generation.jobs import EventKind, JobSpec  # noqa: E402
+from generation.queue.engine_runner import EngineRunner  # noqa: E402
+from generation.queue.local import LocalQueue  # noqa: E402
+
+
+def _square_photo() -> str:
+    """A white square: the "face" the tiny SCRFD-shaped detector finds."""
+    pixels = np.zeros((600, 800, 3), np.uint8)
+    pixels[200:400, 300:500] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_portrait_job_through_the_queue(tmp_path: Path, tiny_configs, instantid_backend) -> None:  # noqa: ANN001
+    generation, models = tiny_configs
+    tiny_onnx.make_pack(tmp_path / "insightface" / "models" / "antelopev2", pack="antelopev2")
+    config = Config(faces=FacesConfig(insightface_root=str(tmp_path / "insightface"), insightface_download=False),
+                    generation=dataclasses.replace(generation, retry_attempts=0), models=models)
+    runner = EngineRunner.from_config(config, backend=instantid_backend)
+
+    async def main() -> None:
+        async with LocalQueue(tmp_path / "q.db", runner) as queue:
+            events = queue.subscribe()
+            good = JobSpec(user_id="u", guild_id="g", prompt="portrait", count=2, seed=3,
+                           references=(_square_photo(),))
+            no_face = JobSpec(user_id="v", guild_id="g", references=(base64.b64encode(
+                _png(np.zeros((300, 300, 3), np.uint8))).decode(),))
+            broken = JobSpec(user_id="w", guild_id="g", references=("not base64 at all!",))
+            for job in (good, no_face, broken):
+                await queue.submit(job)
+            finals: dict[str, object] = {}
+            steps = []
+            while len(finals) < 3:
+                event = await asyncio.wait_for(events.get(), 60)
+                if event.kind == EventKind.PROGRESS and event.job_id == good.job_id:
+                    steps.append(event.step)
+                if event.kind in (EventKind.DONE, EventKind.FAILED):
+                    finals[event.job_id] = event
+            done = finals[good.job_id]
+            assert done.kind == EventKind.DONE and [r.seed for r in done.results] == [3, 4]
+            image = Image.open(io.BytesIO(base64.b64decode(done.results[0].png)))
+            assert image.size == (64, 64)
+            assert steps and steps[-1] == generation.steps
+            assert finals[no_face.job_id].kind == EventKind.FAILED
+            assert "face" in finals[no_face.job_id].reason.lower()
+            assert "damaged" in finals[broken.job_id].reason
+
+    asyncio.run(main())
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
