@@ -13,12 +13,12 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "faces"))
-import tiny_onnx  # noqa: E402
+import tiny_onnx
 
-from generation.config import Config, FacesConfig  # noqa: E402
-from generation.jobs import EventKind, JobSpec  # noqa: E402
-from generation.queue.engine_runner import EngineRunner  # noqa: E402
-from generation.queue.local import LocalQueue  # noqa: E402
+from generation.config import Config, FacesConfig
+from generation.jobs import EventKind, JobSpec
+from generation.queue.engine_runner import EngineRunner
+from generation.queue.local import LocalQueue
 
 
 def _square_photo() -> str:
@@ -30,7 +30,7 @@ def _square_photo() -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_portrait_job_through_the_queue(tmp_path: Path, tiny_configs, instantid_backend) -> None:  # noqa: ANN001
+def test_portrait_job_through_the_queue(tmp_path: Path, tiny_configs, instantid_backend) -> None:
     generation, models = tiny_configs
     tiny_onnx.make_pack(tmp_path / "insightface" / "models" / "antelopev2", pack="antelopev2")
     config = Config(faces=FacesConfig(insightface_root=str(tmp_path / "insightface"), insightface_download=False),
