@@ -145,6 +145,30 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class QueueConfig:
+    # "local": embedded (SQLite journal, one GPU worker in this process); "redis": scale out.
+    backend: str = _setting("local", _one_of("local", "redis"))
+    # The embedded queue's journal.
+    path: str = _setting("data/queue.db")
+    # Redis (backend = "redis"); put the password in CLOSEUP_QUEUE__REDIS_URL, not in this file.
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", secret=True)
+    # Key prefix, so several bots can share one Redis.
+    redis_prefix: str = _setting("closeup:")
+    # Queued + running jobs per person and per server.
+    per_user: int = _setting(3, _between(1, 1000))
+    per_guild: int = _setting(20, _between(1, 100000))
+    # A job running longer than this is stopped.
+    job_timeout_s: float = _setting(900.0, _between(10.0, 86400.0))
+    # Jobs that crash this many times are set aside with their reason.
+    max_failures: int = _setting(3, _between(1, 20))
+    # Redis workers: heartbeat interval, and silence after which a worker's job is reclaimed.
+    heartbeat_s: float = _setting(2.0, _between(0.1, 60.0))
+    dead_after_s: float = _setting(15.0, _between(1.0, 600.0))
+    # Finished jobs and their results stay this long (Redis TTL; the local journal's retention).
+    keep_finished_s: float = _setting(7 * 86400.0, _between(60.0, 365 * 86400.0))
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"))
     # "text" for people, "json" for log collectors.
@@ -158,6 +182,7 @@ class Config:
     faces: FacesConfig = field(default_factory=FacesConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def redacted(self) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,229 @@
+"""Job queue figures: start overhead, throughput, event-loop lag, memory with 10,000 jobs.
+
+    python benchmarks/bench_queue.py [--jobs 300] [--redis redis://127.0.0.1:6379/15]
+
+- enqueue → worker start (ms, p50/p99) and no-op throughput (jobs/s), local and Redis;
+- the bot-side event loop's lag (p99) while a CPU-heavy job runs in the embedded worker thread,
+  for a tiny diffusers generation (torch releases the GIL in its kernels) and for a pure-Python
+  loop (the worst case: it holds the GIL between switch intervals), against an idle baseline;
+- memory with 10,000 queued jobs: the process's RSS growth and Redis's used_memory growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "generation" / "pipelines"))
+
+from generation.jobs import EventKind, JobSpec, ResultImage  # noqa: E402
+from generation.queue.local import LocalQueue  # noqa: E402
+from generation.queue.scheduler import Limits  # noqa: E402
+
+UNLIMITED = Limits(per_user=1_000_000, per_guild=1_000_000, total=1_000_000)
+
+
+class NoOp:
+    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:  # noqa: ANN001
+        return []
+
+
+class PythonHeavy:
+    """Pure-Python arithmetic for ``seconds``: holds the GIL except at switch intervals."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:  # noqa: ANN001
+        end = time.perf_counter() + self.seconds
+        x = 0
+        while time.perf_counter() < end:
+            for i in range(10_000):
+                x += i * i
+        return []
+
+
+class TinyDiffusers:
+    """A tiny SDXL + IdentityNet generation, repeated for ``seconds`` (torch on the CPU)."""
+
+    def __init__(self, seconds: float) -> None:
+        import numpy as np
+        import torch
+
+        import tiny_sdxl
+        from generation.config import GenerationConfig, ModelsConfig
+        from generation.pipelines.instantid import InstantIDBackend
+        from generation.pipelines.types import GenerationRequest
+
+        torch.set_num_threads(1)
+        root = Path(tempfile.mkdtemp())
+        paths = tiny_sdxl.build_instantid(root)
+        self.backend = InstantIDBackend.load(
+            GenerationConfig(offline=True, device="cpu", width=64, height=64),
+            ModelsConfig(base_path=str(paths["base"]), instantid_path=str(paths["identitynet"].parent)))
+        self.request = GenerationRequest(
+            prompt="portrait", negative_prompt="", identity=np.ones(512, np.float32), seeds=(1,), width=64,
+            height=64, steps=4, keypoints=np.array([[24, 28], [40, 28], [32, 36], [26, 44], [38, 44]], float))
+        self.seconds = seconds
+
+    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:  # noqa: ANN001
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:
+            self.backend.generate(self.request, progress)
+        return []
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def start_overhead_and_throughput(make_queue, jobs: int) -> tuple[list[float], float]:  # noqa: ANN001
+    async with make_queue(NoOp()) as queue:
+        events = queue.subscribe()
+        submitted: dict[str, float] = {}
+        started: list[float] = []
+        t0 = time.perf_counter()
+        for _ in range(jobs):
+            spec = JobSpec(user_id="u", guild_id="g")
+            submitted[spec.job_id] = time.perf_counter()
+            await queue.submit(spec)
+            # one at a time for the overhead figure: wait for this job to start before the next
+            while True:
+                event = await events.get()
+                if event.kind == EventKind.STARTED and event.job_id == spec.job_id:
+                    started.append((time.perf_counter() - submitted[spec.job_id]) * 1000)
+                    break
+        # throughput: a burst of jobs, time until all are done
+        burst = [JobSpec(user_id=f"u{i % 50}", guild_id="g") for i in range(jobs)]
+        t0 = time.perf_counter()
+        for spec in burst:
+            await queue.submit(spec)
+        remaining = {spec.job_id for spec in burst}
+        while remaining:
+            event = await events.get()
+            if event.kind == EventKind.DONE:
+                remaining.discard(event.job_id)
+        throughput = jobs / (time.perf_counter() - t0)
+    return started, throughput
+
+
+async def loop_lag(make_queue, runner, seconds: float) -> list[float]:  # noqa: ANN001
+    lags: list[float] = []
+    async with make_queue(runner) as queue:
+        events = queue.subscribe()
+        spec = JobSpec(user_id="u", guild_id="g")
+        await queue.submit(spec)
+        while (await events.get()).kind != EventKind.STARTED:
+            pass
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(max(0.0, (time.perf_counter() - before - 0.01) * 1000))
+    return lags
+
+
+def rss_mb() -> float:
+    with Path("/proc/self/status").open() as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+
+
+async def memory_10k(make_queue, redis_client=None) -> tuple[float, float | None]:  # noqa: ANN001
+    gate = threading.Event()
+
+    class Blocked:
+        def run(self, spec, progress, cancelled):  # noqa: ANN001, ANN202
+            gate.wait(120)
+            return []
+
+    before = rss_mb()
+    redis_before = (await redis_client.info("memory"))["used_memory"] if redis_client else None
+    async with make_queue(Blocked()) as queue:
+        for i in range(10_000):
+            await queue.submit(JobSpec(user_id=f"u{i % 500}", guild_id=f"g{i % 20}", prompt="a studio portrait"))
+        grown = rss_mb() - before
+        redis_grown = None
+        if redis_client:
+            redis_grown = ((await redis_client.info("memory"))["used_memory"] - redis_before) / 2**20
+        gate.set()
+        for status in await queue.jobs_for("u0"):
+            await queue.cancel(status.job_id)
+    return grown, redis_grown
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--lag-seconds", type=float, default=5.0)
+    parser.add_argument("--redis", default=os.environ.get("CLOSEUP_BENCH_REDIS", ""),
+                        help="Redis URL for the Redis figures (use a spare database: keys are written)")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    counter = iter(range(1_000_000))
+
+    def local(runner):  # noqa: ANN001, ANN202
+        return LocalQueue(tmp / f"bench-{next(counter)}.db", runner, limits=UNLIMITED, timeout_s=3600)
+
+    backends = [("local", local)]
+    redis_client = None
+    if args.redis:
+        from generation.queue.redis import RedisQueue  # the scale-out backend
+        from generation.queue.worker import run_embedded_worker  # noqa: F401 - present when Redis is built
+
+        import redis.asyncio as aioredis
+
+        redis_client = aioredis.from_url(args.redis)
+
+        def redis_queue(runner):  # noqa: ANN001, ANN202
+            return RedisQueue.with_local_worker(args.redis, runner, prefix=f"bench{next(counter)}:",
+                                                limits=UNLIMITED)
+
+        backends.append(("redis", redis_queue))
+
+    for name, make in backends:
+        started, throughput = asyncio.run(start_overhead_and_throughput(make, args.jobs))
+        print(f"{name:6} enqueue→start p50 {pct(started, 50):6.2f} ms  p99 {pct(started, 99):6.2f} ms   "
+              f"no-op throughput {throughput:7.0f} jobs/s")
+
+    idle = asyncio.run(loop_lag(local, NoOp(), 0.0)) or [0.0]
+    lags = {
+        "idle (no job)": idle + asyncio.run(_idle_lag(args.lag_seconds)),
+        "tiny diffusers job": asyncio.run(loop_lag(local, TinyDiffusers(args.lag_seconds + 5), args.lag_seconds)),
+        "pure-Python job": asyncio.run(loop_lag(local, PythonHeavy(args.lag_seconds + 5), args.lag_seconds)),
+    }
+    print(f"event-loop lag while the embedded worker runs (10 ms ticks, {args.lag_seconds:.0f} s, "
+          f"switch interval {sys.getswitchinterval() * 1000:.0f} ms):")
+    for label, values in lags.items():
+        print(f"  {label:20} p50 {pct(values, 50):6.2f} ms  p99 {pct(values, 99):6.2f} ms  max {max(values):6.2f} ms")
+
+    grown, redis_grown = asyncio.run(memory_10k(local))
+    print(f"memory with 10,000 queued jobs (local): process RSS +{grown:.1f} MB (journal on disk)")
+    if redis_client:
+        name, make = backends[1]
+        grown, redis_grown = asyncio.run(memory_10k(make, redis_client))
+        print(f"memory with 10,000 queued jobs (redis): process RSS +{grown:.1f} MB, Redis +{redis_grown:.1f} MB")
+    return 0
+
+
+async def _idle_lag(seconds: float) -> list[float]:
+    lags = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        before = time.perf_counter()
+        await asyncio.sleep(0.01)
+        lags.append(max(0.0, (time.perf_counter() - before - 0.01) * 1000))
+    return lags
+
+
+if __name__ == "__main__":
+    sys.exit(main())
