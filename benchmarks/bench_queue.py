@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -33,7 +32,7 @@ UNLIMITED = Limits(per_user=1_000_000, per_guild=1_000_000, total=1_000_000)
 
 
 class NoOp:
-    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:  # noqa: ANN001
+    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:
         return []
 
 
@@ -43,7 +42,7 @@ class PythonHeavy:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:  # noqa: ANN001
+    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:
         end = time.perf_counter() + self.seconds
         x = 0
         while time.perf_counter() < end:
@@ -57,9 +56,9 @@ class TinyDiffusers:
 
     def __init__(self, seconds: float) -> None:
         import numpy as np
+        import tiny_sdxl
         import torch
 
-        import tiny_sdxl
         from generation.config import GenerationConfig, ModelsConfig
         from generation.pipelines.instantid import InstantIDBackend
         from generation.pipelines.types import GenerationRequest
@@ -75,7 +74,7 @@ class TinyDiffusers:
             height=64, steps=4, keypoints=np.array([[24, 28], [40, 28], [32, 36], [26, 44], [38, 44]], float))
         self.seconds = seconds
 
-    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:  # noqa: ANN001
+    def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:
         end = time.perf_counter() + self.seconds
         while time.perf_counter() < end:
             self.backend.generate(self.request, progress)
@@ -84,10 +83,10 @@ class TinyDiffusers:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def start_overhead_and_throughput(make_queue, jobs: int) -> tuple[list[float], float]:  # noqa: ANN001
+async def start_overhead_and_throughput(make_queue, jobs: int) -> tuple[list[float], float]:
     async with make_queue(NoOp()) as queue:
         events = queue.subscribe()
         submitted: dict[str, float] = {}
@@ -117,7 +116,7 @@ async def start_overhead_and_throughput(make_queue, jobs: int) -> tuple[list[flo
     return started, throughput
 
 
-async def loop_lag(make_queue, runner, seconds: float) -> list[float]:  # noqa: ANN001
+async def loop_lag(make_queue, runner, seconds: float) -> list[float]:
     lags: list[float] = []
     async with make_queue(runner) as queue:
         events = queue.subscribe()
@@ -138,11 +137,11 @@ def rss_mb() -> float:
         return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
 
 
-async def memory_10k(make_queue, redis_client=None) -> tuple[float, float | None]:  # noqa: ANN001
+async def memory_10k(make_queue, redis_client=None) -> tuple[float, float | None]:
     gate = threading.Event()
 
     class Blocked:
-        def run(self, spec, progress, cancelled):  # noqa: ANN001, ANN202
+        def run(self, spec, progress, cancelled):
             gate.wait(120)
             return []
 
@@ -171,20 +170,20 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     counter = iter(range(1_000_000))
 
-    def local(runner):  # noqa: ANN001, ANN202
+    def local(runner):
         return LocalQueue(tmp / f"bench-{next(counter)}.db", runner, limits=UNLIMITED, timeout_s=3600)
 
     backends = [("local", local)]
     redis_client = None
     if args.redis:
+        import redis.asyncio as aioredis
+
         from generation.queue.redis import RedisQueue  # the scale-out backend
         from generation.queue.worker import run_embedded_worker  # noqa: F401 - present when Redis is built
 
-        import redis.asyncio as aioredis
-
         redis_client = aioredis.from_url(args.redis)
 
-        def redis_queue(runner):  # noqa: ANN001, ANN202
+        def redis_queue(runner):
             return RedisQueue.with_local_worker(args.redis, runner, prefix=f"bench{next(counter)}:",
                                                 limits=UNLIMITED)
 
