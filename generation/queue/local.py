@@ -78,7 +78,8 @@ class LocalQueue:
 
     def __init__(self, path: str | Path, runner: Runner, *, limits: Limits | None = None,
                  timeout_s: float = 900.0, max_failures: int = 3, eta: EtaEstimator | None = None,
-                 shutdown_grace_s: float = 30.0, busy_timeout_s: float = 5.0) -> None:
+                 shutdown_grace_s: float = 30.0, busy_timeout_s: float = 5.0,
+                 keep_finished_s: float = 7 * 86400.0) -> None:
         self.path = Path(path)
         self.runner = runner
         self.limits = limits or Limits()
@@ -87,6 +88,8 @@ class LocalQueue:
         self.eta = eta or EtaEstimator()
         self.shutdown_grace_s = shutdown_grace_s
         self.busy_timeout_s = busy_timeout_s
+        self.keep_finished_s = keep_finished_s
+        self._last_sweep = 0.0
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closeup-journal")
         self._work_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closeup-worker")
         self._conn: sqlite3.Connection | None = None
@@ -240,6 +243,12 @@ class LocalQueue:
         )
         return sql.execute("SELECT failures FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
 
+    def _sweep(self, now: float) -> int:
+        """Forget finished jobs (and their results) older than keep_finished_s, delivered or not."""
+        cutoff = now - self.keep_finished_s
+        return self._sql.execute("DELETE FROM jobs WHERE state NOT IN (?, ?) AND finished_at < ?",
+                                 (*ACTIVE, cutoff)).rowcount
+
     def _status_rows(self, where: str, args: tuple[Any, ...]) -> list[JobStatus]:
         order = [job.job_id for job in self._order()]
         elapsed = self._running_elapsed()
@@ -336,8 +345,18 @@ class LocalQueue:
 
     # ------------------------------------------------------------------ the worker
 
+    async def sweep(self) -> int:
+        """Apply the retention period now; the worker also does this once an hour."""
+        self._last_sweep = time.time()
+        removed = await self._db(self._sweep, self._last_sweep)
+        if removed:
+            log.info("journal: forgot %d finished job(s) past the retention period", removed)
+        return removed
+
     async def _work(self) -> None:
         while not self._stopping:
+            if time.time() - self._last_sweep > 3600:
+                await self.sweep()
             claimed = await self._db(self._claim_next)
             if claimed is None:
                 self._wakeup.clear()

@@ -278,3 +278,24 @@ def test_full_disk_gives_a_clear_error_and_keeps_earlier_jobs(tmp_path: Path) ->
             runner.gate.set()
 
     run(main())
+
+
+def test_retention_sweep_forgets_old_finished_jobs_only(tmp_path: Path) -> None:
+    async def main() -> None:
+        runner = FakeRunner(gate=threading.Event())
+        async with LocalQueue(tmp_path / "q.db", runner, keep_finished_s=60, limits=BIG) as queue:
+            events = queue.subscribe()
+            old, waiting = spec("a"), spec("b")
+            await queue.submit(old)
+            runner.gate.set()
+            await until(events, EventKind.DONE, old.job_id)
+            runner.gate.clear()
+            await queue.submit(waiting)
+            assert await queue.sweep() == 0  # finished just now: kept
+            await queue._db(lambda: queue._sql.execute("UPDATE jobs SET finished_at = finished_at - 3600"))
+            assert await queue.sweep() == 1
+            assert await queue.status(old.job_id) is None
+            assert (await queue.status(waiting.job_id)).state in (JobState.QUEUED, JobState.RUNNING)
+            runner.gate.set()
+
+    run(main())
