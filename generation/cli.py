@@ -205,6 +205,19 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     return GENERATE_EXIT["ok"] if outcome.threshold_met else GENERATE_EXIT["below_target"]
 
 
+def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    """A GPU worker for the Redis queue: loads the models once, then takes jobs until stopped."""
+    import asyncio
+
+    from generation.queue.worker import run_worker
+
+    if config.queue.backend != "redis" and not args.redis_url:
+        print("error: `closeup worker` serves the Redis queue; set queue.backend = \"redis\" (and queue.redis_url). "
+              "With the embedded queue the worker runs inside `closeup bot`.", file=sys.stderr)
+        return 2
+    return asyncio.run(run_worker(args.config, redis_url=args.redis_url, name=args.name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="closeup", description="Identity-locked AI portraits from one selfie.")
     parser.add_argument("--config", help="TOML config file (default: built-in defaults + environment)")
@@ -235,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default="portraits", help="output folder (default: ./portraits)")
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(func=cmd_generate)
+
+    worker = sub.add_parser("worker", help="run a GPU worker for the Redis queue (scale-out)",
+                            description="Exit code: 0 clean stop (SIGTERM/SIGINT), 1 Redis failed, 2 setup problem.")
+    worker.add_argument("--redis-url", help="override queue.redis_url")
+    worker.add_argument("--name", help="worker name (default: host name and process id)")
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 
