@@ -81,6 +81,29 @@ class TinyDiffusers:
         return []
 
 
+class RedisWithWorker:
+    """The Redis queue plus one worker in this process (the bot and a GPU machine, side by side)."""
+
+    def __init__(self, url: str, runner, prefix: str) -> None:
+        from generation.queue.redis import RedisQueue
+        from generation.queue.worker import Worker
+
+        self.queue = RedisQueue(url, prefix=prefix, limits=UNLIMITED)
+        self.worker = Worker("bench", url, runner, prefix=prefix, timeout_s=3600, handle_signals=False)
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self):
+        await self.queue.start()
+        self.task = asyncio.create_task(self.worker.run())
+        return self.queue
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.worker.stop()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 60)
+        await self.queue.close()
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -157,6 +180,10 @@ async def memory_10k(make_queue, redis_client=None) -> tuple[float, float | None
         gate.set()
         for status in await queue.jobs_for("u0"):
             await queue.cancel(status.job_id)
+    if redis_client is not None:
+        async for key in redis_client.scan_iter(match="bench*"):
+            await redis_client.delete(key)
+        await redis_client.aclose()
     return grown, redis_grown
 
 
@@ -174,18 +201,10 @@ def main() -> int:
         return LocalQueue(tmp / f"bench-{next(counter)}.db", runner, limits=UNLIMITED, timeout_s=3600)
 
     backends = [("local", local)]
-    redis_client = None
     if args.redis:
-        import redis.asyncio as aioredis
-
-        from generation.queue.redis import RedisQueue  # the scale-out backend
-        from generation.queue.worker import run_embedded_worker  # noqa: F401 - present when Redis is built
-
-        redis_client = aioredis.from_url(args.redis)
 
         def redis_queue(runner):
-            return RedisQueue.with_local_worker(args.redis, runner, prefix=f"bench{next(counter)}:",
-                                                limits=UNLIMITED)
+            return RedisWithWorker(args.redis, runner, f"bench{next(counter)}:")
 
         backends.append(("redis", redis_queue))
 
@@ -207,9 +226,9 @@ def main() -> int:
 
     grown, redis_grown = asyncio.run(memory_10k(local))
     print(f"memory with 10,000 queued jobs (local): process RSS +{grown:.1f} MB (journal on disk)")
-    if redis_client:
+    if args.redis:
         name, make = backends[1]
-        grown, redis_grown = asyncio.run(memory_10k(make, redis_client))
+        grown, redis_grown = asyncio.run(memory_10k(make, args.redis))
         print(f"memory with 10,000 queued jobs (redis): process RSS +{grown:.1f} MB, Redis +{redis_grown:.1f} MB")
     return 0
 
