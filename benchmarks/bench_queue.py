@@ -140,18 +140,13 @@ async def start_overhead_and_throughput(make_queue, jobs: int) -> tuple[list[flo
 
 
 async def loop_lag(make_queue, runner, seconds: float) -> list[float]:
-    lags: list[float] = []
     async with make_queue(runner) as queue:
         events = queue.subscribe()
         spec = JobSpec(user_id="u", guild_id="g")
         await queue.submit(spec)
         while (await events.get()).kind != EventKind.STARTED:
             pass
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            before = time.perf_counter()
-            await asyncio.sleep(0.01)
-            lags.append(max(0.0, (time.perf_counter() - before - 0.01) * 1000))
+        lags = await _ticks(seconds)
     return lags
 
 
@@ -215,7 +210,7 @@ def main() -> int:
 
     idle = asyncio.run(loop_lag(local, NoOp(), 0.0)) or [0.0]
     lags = {
-        "idle (no job)": idle + asyncio.run(_idle_lag(args.lag_seconds)),
+        "idle (no job)": idle + asyncio.run(_ticks(args.lag_seconds)),
         "tiny diffusers job": asyncio.run(loop_lag(local, TinyDiffusers(args.lag_seconds + 5), args.lag_seconds)),
         "pure-Python job": asyncio.run(loop_lag(local, PythonHeavy(args.lag_seconds + 5), args.lag_seconds)),
     }
@@ -233,7 +228,8 @@ def main() -> int:
     return 0
 
 
-async def _idle_lag(seconds: float) -> list[float]:
+async def _ticks(seconds: float) -> list[float]:
+    """How late each 10 ms sleep wakes up (ms), for ``seconds``: the event loop's lag."""
     lags = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
