@@ -73,13 +73,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     for photo in args.photos:
         photo = Path(photo)
         try:
-            image = load_image_file(
-                photo,
-                max_bytes=config.images.max_bytes,
-                max_pixels=config.images.max_pixels,
-                allow_animation_first_frame=config.images.allow_animation_first_frame,
-                max_side=config.images.analysis_max_side,
-            )
+            image = load_image_file(photo, **config.images.load_options())
         except ImageError as exc:
             worst = max(worst, EXIT_UNREADABLE)
             results.append({"photo": str(photo), "verdict": "unreadable", "error": exc.code,
@@ -127,14 +121,7 @@ GENERATE_EXIT = {"ok": 0, "below_target": 1, "refused": 2, "unreadable": 3, "mod
 def _load_photos(paths: list[str], config: Config) -> list:
     from generation.images import load_image_file
 
-    return [
-        load_image_file(
-            path, max_bytes=config.images.max_bytes, max_pixels=config.images.max_pixels,
-            allow_animation_first_frame=config.images.allow_animation_first_frame,
-            max_side=config.images.analysis_max_side,
-        )
-        for path in paths
-    ]
+    return [load_image_file(path, **config.images.load_options()) for path in paths]
 
 
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:

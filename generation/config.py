@@ -71,6 +71,12 @@ class ImagesConfig:
     # Long side of the working copy the checks run on; large JPEGs decode at reduced size.
     analysis_max_side: int = _setting(2048, _between(256, 8192))
 
+    def load_options(self) -> dict[str, Any]:
+        """Keyword arguments for generation.images.load_image / load_image_file."""
+        return {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels,
+                "allow_animation_first_frame": self.allow_animation_first_frame,
+                "max_side": self.analysis_max_side}
+
 
 @dataclass(frozen=True)
 class FacesConfig:

@@ -48,9 +48,7 @@ class EngineRunner:
             except (binascii.Error, ValueError):
                 raise JobFailed(f"Reference photo {number} was damaged in the queue. Please send it again.") from None
             try:
-                photos.append(load_image(data, max_bytes=images.max_bytes, max_pixels=images.max_pixels,
-                                         allow_animation_first_frame=images.allow_animation_first_frame,
-                                         max_side=images.analysis_max_side))
+                photos.append(load_image(data, **images.load_options()))
             except ImageError as exc:
                 raise JobFailed(f"Reference photo {number}: {exc.user_message}") from None
         if not photos:
