@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from generation.config import Config, ConfigError, load_config
 from generation.logging_setup import setup_logging
@@ -205,10 +207,13 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(run_worker(args.config, redis_url=args.redis_url, name=args.name))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``add_commands`` lets bot/ add `closeup bot` without generation/ importing Discord."""
     parser = _Parser(prog="closeup", description="Identity-locked AI portraits from one selfie.")
     parser.add_argument("--config", help="TOML config file (default: built-in defaults + environment)")
     sub = parser.add_subparsers(dest="command", required=True)
+    if add_commands is not None:
+        add_commands(sub)
     check = sub.add_parser("check", help="check selfies before generating: face size, light, blur, pose",
                            description="Exit code: 0 pass, 1 warnings, 2 fail, 3 unreadable input or "
                            "unwritable output, 64 bad command line.")
@@ -244,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, add_commands: Callable[[Any], None] | None = None) -> int:
+    args = build_parser(add_commands).parse_args(argv)
     try:
         config = load_config(args.config)
         if getattr(args, "backend", None):

@@ -175,6 +175,33 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class BotConfig:
+    # Slash commands one person may run per period (further ones get a polite "slow down").
+    command_rate: int = _setting(6, _between(1, 1000))
+    command_period_s: float = _setting(60.0, _between(1.0, 86400.0))
+    # Seconds between two edits of one progress message (Discord rate-limits message edits).
+    edit_interval_s: float = _setting(1.5, _between(0.2, 60.0))
+    # Message edits per second across the whole bot; progress updates beyond it are skipped.
+    edits_per_s: float = _setting(10.0, _between(0.5, 50.0))
+    # Register slash commands with Discord at start when they changed (200 creates/day/server).
+    sync_commands: bool = _setting(True)
+    # Answer /portrait in direct messages too.
+    allow_dms: bool = _setting(True)
+    # A checked photo waiting for its Generate button is kept this long.
+    draft_ttl_s: float = _setting(3600.0, _between(60.0, 7 * 86400.0))
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    # Folder for the bot's SQLite store, reference photos and results (content-hash file names).
+    data_dir: str = _setting("data")
+    # Jobs, results and references unused for this many days are deleted by the periodic sweep.
+    retention_days: float = _setting(30.0, _between(0.01, 3650.0))
+    # How often the sweep runs.
+    sweep_interval_s: float = _setting(3600.0, _between(10.0, 86400.0))
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"))
     # "text" for people, "json" for log collectors.
@@ -189,6 +216,8 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def redacted(self) -> dict[str, dict[str, Any]]:

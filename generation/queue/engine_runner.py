@@ -82,3 +82,37 @@ class EngineRunner:
             )
             for p in outcome.portraits
         ]
+
+
+class LazyEngineRunner:
+    """The in-process worker of `closeup bot`: loads the models on the first job, in the worker thread.
+
+    The bot comes online at once instead of after a minute of model loading, and a host without the
+    [gpu] extra gets a clear message on each job instead of a bot that will not start.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._runner: EngineRunner | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> EngineRunner:
+        with self._lock:
+            if self._runner is None:
+                try:
+                    self._runner = EngineRunner.from_config(self.config)
+                except ImportError as exc:
+                    raise JobFailed("This bot's host has not installed the generation engine (closeup[gpu]); "
+                                    "please tell them. (Or they can run `closeup worker` on a GPU machine with "
+                                    "queue.backend = \"redis\".)") from exc
+                except Exception as exc:
+                    from generation.faces import FaceModelMissingError
+                    from generation.models import ModelMissingError
+
+                    if isinstance(exc, ModelMissingError | FaceModelMissingError):
+                        raise JobFailed(f"The bot's models are not ready: {exc}") from exc
+                    raise
+            return self._runner
+
+    def run(self, spec: JobSpec, progress: Progress, cancelled: threading.Event) -> list[ResultImage]:
+        return self._load().run(spec, progress, cancelled)

@@ -1,0 +1,163 @@
+"""The bot process: discord.py client, store, queue, delivery and the periodic sweep, wired together.
+
+`closeup bot` builds one ``CloseupBot``. Tests build it too, with a fast fake runner and a
+connector that points discord.py at the local emulator; nothing else differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from bot.components import DYNAMIC_ITEMS
+from bot.delivery import Delivery
+from bot.downloads import fetch_attachment
+from bot.flows import Flows
+from bot.imaging import PhotoCheck, check_photo
+from bot.limits import CommandRate, EditBudget
+from bot.store import Store
+from generation.config import Config
+from generation.faces.types import FaceAnalyzer
+from generation.queue.base import Runner
+from generation.queue.scheduler import Limits
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+COGS = ("bot.cogs.portrait", "bot.cogs.references", "bot.cogs.queue", "bot.cogs.privacy", "bot.cogs.help",
+        "bot.cogs.admin", "bot.cogs.context")
+
+
+def build_queue(config: Config, runner: Runner | None) -> Any:
+    """The embedded queue (in-process worker) or the Redis queue (workers elsewhere)."""
+    q = config.queue
+    limits = Limits(per_user=q.per_user, per_guild=q.per_guild)
+    if q.backend == "redis":
+        from generation.queue.redis import RedisQueue
+
+        return RedisQueue(q.redis_url, prefix=q.redis_prefix, limits=limits, max_failures=q.max_failures,
+                          dead_after_s=q.dead_after_s, keep_finished_s=q.keep_finished_s)
+    from generation.queue.engine_runner import LazyEngineRunner
+    from generation.queue.local import LocalQueue
+
+    Path(q.path).parent.mkdir(parents=True, exist_ok=True)
+    return LocalQueue(q.path, runner or LazyEngineRunner(config), limits=limits, timeout_s=q.job_timeout_s,
+                      max_failures=q.max_failures, keep_finished_s=q.keep_finished_s)
+
+
+class CloseupBot(commands.Bot):
+    """One bot: commands in cogs, buttons as dynamic items, jobs through ``self.queue``."""
+
+    def __init__(self, config: Config, *, runner: Runner | None = None, queue: Any = None,
+                 analyzer: FaceAnalyzer | None = None,
+                 connector_factory: Callable[[], aiohttp.BaseConnector] | None = None) -> None:
+        intents = discord.Intents.default()  # no message-content intent: replies must mention the bot
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         allowed_mentions=discord.AllowedMentions.none(),
+                         connector=connector_factory() if connector_factory else None)
+        self.config = config
+        self._runner = runner
+        self._analyzer = analyzer
+        self._connector_factory = connector_factory
+        self.queue: Any = queue
+        self.store = Store(config.store.data_dir)
+        self.rate = CommandRate(config.bot.command_rate, config.bot.command_period_s)
+        self.edits = EditBudget(config.bot.edits_per_s)
+        self.flows = Flows(self)
+        self.delivery = Delivery(self)
+        self.web: aiohttp.ClientSession | None = None
+        self._checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closeup-checks")
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready_for_jobs = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def setup_hook(self) -> None:
+        await self.store.start()
+        if self.queue is None:
+            self.queue = build_queue(self.config, self._runner)
+        await self.queue.start()
+        connector = self._connector_factory() if self._connector_factory else None
+        self.web = aiohttp.ClientSession(connector=connector)
+        if self._analyzer is None:
+            from generation.faces.factory import create_analyzer
+
+            self._analyzer = await self.in_thread(create_analyzer, self.config.faces)
+        for name in COGS:
+            await self.load_extension(name)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        if self.config.bot.sync_commands:
+            await self.sync_commands()
+        await self.delivery.start()
+        self._tasks.append(asyncio.create_task(self._sweep_forever(), name="closeup-sweep"))
+        self.ready_for_jobs.set()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.delivery.close()
+        if self.queue is not None:
+            with contextlib.suppress(Exception):
+                await self.queue.close()
+        await self.store.close()
+        if self.web is not None:
+            await self.web.close()
+        self._checks.shutdown(wait=False, cancel_futures=True)
+        await super().close()
+
+    async def sync_commands(self) -> None:
+        """Register commands only when they changed: Discord allows 200 creations a day per server."""
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        marker = Path(self.config.store.data_dir) / "commands.sha256"
+        try:
+            if marker.read_text().strip() == digest:
+                log.info("slash commands unchanged since the last sync; not syncing")
+                return
+        except OSError:
+            pass
+        synced = await self.tree.sync()
+        log.info("synced %d slash commands", len(synced))
+        marker.write_text(digest + "\n")
+
+    async def _sweep_forever(self) -> None:
+        store_cfg, bot_cfg = self.config.store, self.config.bot
+        while True:
+            try:
+                removed = await self.store.sweep(retention_s=store_cfg.retention_days * 86400,
+                                                 draft_ttl_s=bot_cfg.draft_ttl_s)
+                if removed:
+                    log.info("retention sweep removed %d rows and files", removed)
+            except Exception:
+                log.exception("retention sweep failed; will try again")
+            await asyncio.sleep(store_cfg.sweep_interval_s)
+
+    # ------------------------------------------------------------------ helpers for cogs and flows
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """CPU work (decoding, face detection, encoding) off the event loop, one at a time."""
+        return await asyncio.get_running_loop().run_in_executor(self._checks, fn, *args)
+
+    async def download(self, attachment: discord.Attachment) -> bytes:
+        """An attachment from Discord's CDN, size-capped before and during the download."""
+        assert self.web is not None
+        return await fetch_attachment(self.web, attachment.url, declared_size=attachment.size,
+                                      max_bytes=self.config.images.max_bytes)
+
+    async def check(self, data: bytes) -> PhotoCheck:
+        return await self.in_thread(check_photo, data, self._analyzer, self.config.images)

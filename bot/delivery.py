@@ -1,0 +1,281 @@
+"""From queue events to Discord: one progress message per job, throttled edits, results exactly once.
+
+Every job gets a *lane*: the latest progress event and the final event, consumed by one task, so
+progress is coalesced (a 30-step job makes a handful of edits, not 30) and a job's messages never
+race each other. The final event is never skipped; it is acknowledged to the queue only after
+Discord accepted it, and the store marks the job delivered first, so a restart neither loses nor
+repeats results.
+
+Where messages go: through the interaction's webhook while its 15-minute token is valid; after
+that (or when Discord answers 50027 / 401) as a channel message with the bot token; when the bot
+may not post there, as a direct message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.components import result_view
+from bot.imaging import FittedImage, fit_images
+from bot.render import likeness_line, progress_text, results_embed
+from bot.store import JobRecord
+from generation.jobs import EventKind, JobEvent, JobSpec, ResultImage
+
+if TYPE_CHECKING:
+    from bot.app import CloseupBot
+
+log = logging.getLogger(__name__)
+
+FINISHED = {"done", "failed", "cancelled"}
+TOKEN_MARGIN_S = 30.0  # stop using a token this long before Discord's 15 minutes run out
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+MESSAGE_TOTAL_LIMIT = 25 * 1024 * 1024
+TOKEN_GONE = {50027, 10015}  # invalid webhook token, unknown webhook
+
+
+@dataclass
+class _Lane:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    latest: JobEvent | None = None
+    final: JobEvent | None = None
+    last_edit: float = 0.0
+    shown: str = ""
+    task: asyncio.Task[None] | None = None
+
+
+class Delivery:
+    def __init__(self, bot: CloseupBot) -> None:
+        self.bot = bot
+        self._lanes: dict[str, _Lane] = {}
+        self._events: asyncio.Queue[JobEvent] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self.delivered = 0
+        self.rest_calls = 0  # webhook + channel calls made for jobs (benchmarks)
+
+    async def start(self) -> None:
+        self._events = self.bot.queue.subscribe()
+        self._pump = asyncio.create_task(self._pump_events(), name="closeup-delivery")
+        for event in await self.bot.queue.undelivered():
+            self._feed(event)
+
+    async def close(self) -> None:
+        if self._events is not None:
+            self.bot.queue.unsubscribe(self._events)
+        tasks = [t for t in [self._pump, *(lane.task for lane in self._lanes.values())] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._lanes.clear()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, job_id: str) -> AsyncIterator[None]:
+        """While a job is being set up (record saved, message sent), its events wait."""
+        lane = self._lane(job_id)
+        async with lane.lock:
+            yield
+
+    @property
+    def active_lanes(self) -> int:
+        return len(self._lanes)
+
+    # ------------------------------------------------------------------ event intake
+
+    def _lane(self, job_id: str) -> _Lane:
+        lane = self._lanes.get(job_id)
+        if lane is None:
+            lane = self._lanes[job_id] = _Lane()
+        if lane.task is None or lane.task.done():
+            lane.task = asyncio.create_task(self._run_lane(job_id, lane), name=f"closeup-lane-{job_id[:8]}")
+        return lane
+
+    def _feed(self, event: JobEvent) -> None:
+        lane = self._lane(event.job_id)
+        if event.kind in (EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED):
+            lane.final = event
+        else:
+            lane.latest = event
+        lane.wake.set()
+
+    async def _pump_events(self) -> None:
+        assert self._events is not None
+        while True:
+            self._feed(await self._events.get())
+
+    # ------------------------------------------------------------------ one job
+
+    async def _run_lane(self, job_id: str, lane: _Lane) -> None:
+        try:
+            while True:
+                await lane.wake.wait()
+                lane.wake.clear()
+                async with lane.lock:
+                    record = await self.bot.store.job(job_id)
+                if record is None:
+                    if lane.final is not None:  # not ours (forgotten, or another bot's): nothing to show
+                        await self.bot.queue.ack(job_id)
+                    return
+                if lane.final is not None:
+                    await self._finish(record, lane.final)
+                    return
+                await self._progress(record, lane)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivering job %s failed", job_id)
+        finally:
+            if self._lanes.get(job_id) is lane:
+                del self._lanes[job_id]
+
+    async def _progress(self, record: JobRecord, lane: _Lane) -> None:
+        wait = self.bot.config.bot.edit_interval_s - (time.monotonic() - lane.last_edit)
+        if wait > 0:
+            await asyncio.sleep(wait)
+            if lane.final is not None:
+                lane.wake.set()
+                return
+        event = lane.latest
+        text = progress_text(event, _prompt(record), record.user_id)
+        if text == lane.shown or record.progress_message_id is None:
+            return
+        if not self.bot.edits.take():
+            lane.wake.set()  # over the global budget: try again after the next interval
+            lane.last_edit = time.monotonic()
+            return
+        lane.last_edit = time.monotonic()
+        lane.shown = text
+        try:
+            await self._edit(record, content=text)
+        except discord.HTTPException as exc:
+            log.info("progress edit for job %s failed (%s); the next one will carry on", record.job_id, exc.status)
+
+    async def _finish(self, record: JobRecord, event: JobEvent) -> None:
+        if record.state in FINISHED:  # delivered before a restart, only the ack was missing
+            await self.bot.queue.ack(record.job_id)
+            return
+        for attempt in range(5):
+            try:
+                await self._deliver_final(record, event)
+                break
+            except discord.HTTPException as exc:
+                log.warning("delivering job %s: Discord said %s (attempt %d)", record.job_id, exc.status, attempt + 1)
+                await asyncio.sleep(2**attempt)
+                record = await self.bot.store.job(record.job_id) or record
+        else:
+            log.error("job %s could not be delivered; it will be tried again after a restart", record.job_id)
+            return
+        await self.bot.store.update_job(record.job_id, state=str(event.kind), finished_at=time.time())
+        await self.bot.queue.ack(record.job_id)
+        self.delivered += 1
+
+    async def _deliver_final(self, record: JobRecord, event: JobEvent) -> None:
+        if event.kind != EventKind.DONE:
+            await self._edit(record, content=progress_text(event, _prompt(record), record.user_id))
+            return
+        good, broken = _decode_results(event)
+        pngs = [png for png, _ in good]
+        stored = await self.bot.store.save_results(
+            record.job_id, [(png, r.seed, r.likeness, r.same_person, r.face_found, r.refined) for png, r in good])
+        limit = record.attachment_limit or DEFAULT_UPLOAD_LIMIT
+        fitted: list[FittedImage] = await self.bot.in_thread(
+            lambda: fit_images(pngs, per_file_limit=limit, total_limit=MESSAGE_TOTAL_LIMIT)) if pngs else []
+        lines = [likeness_line(i, s.likeness, s.same_person, s.face_found, s.refined)
+                 for i, s in enumerate(stored, start=1)]
+        if broken:
+            lines.append(f"{broken} image(s) came back damaged from the worker and were left out.")
+        if not pngs:
+            await self._edit(record, content=progress_text(JobEvent(
+                EventKind.FAILED, record.job_id, reason="The worker returned no images. Please try again."),
+                _prompt(record), record.user_id))
+            return
+        embed = results_embed(lines, _prompt(record), reencoded=any(f.reencoded for f in fitted))
+        head = f"🎨 <@{record.user_id}>'s portrait is ready."
+        files = [discord.File(_bytes_io(f.data), filename=f.filename) for f in fitted]
+        await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id),
+                         final=True)
+
+    # ------------------------------------------------------------------ where messages go
+
+    def _token_valid(self, record: JobRecord) -> bool:
+        return bool(record.interaction_token) and time.time() < record.token_expires_at - TOKEN_MARGIN_S
+
+    async def _edit(self, record: JobRecord, *, final: bool = False, **fields: Any) -> None:
+        """Edit the job's message through the interaction token, falling back to the channel."""
+        if self._token_valid(record) and record.progress_message_id is not None:
+            webhook = discord.Webhook.partial(int(record.application_id), record.interaction_token, client=self.bot)
+            try:
+                self.rest_calls += 1
+                await webhook.edit_message(int(record.progress_message_id), **fields)
+                return
+            except discord.HTTPException as exc:
+                if exc.code not in TOKEN_GONE and exc.status != 401:
+                    raise
+                log.info("interaction token of job %s expired; using the channel", record.job_id)
+            # The interaction message can no longer be edited: its replacement lives in the channel.
+            await self.bot.store.update_job(record.job_id, interaction_token="", progress_message_id=None)
+            record = await self.bot.store.job(record.job_id) or record
+        await self._channel_message(record, final=final, **fields)
+
+    async def _channel_message(self, record: JobRecord, *, final: bool, **fields: Any) -> None:
+        """Bot-token path: edit our channel message, or post a new one (results always as a new one)."""
+        files = fields.pop("attachments", None)
+        mention = discord.AllowedMentions(users=[discord.Object(int(record.user_id))], everyone=False, roles=False)
+        if record.progress_message_id is not None and not final:
+            channel = self.bot.get_partial_messageable(int(record.channel_id))
+            self.rest_calls += 1
+            await channel.get_partial_message(int(record.progress_message_id)).edit(**fields)
+            return
+        kwargs: dict[str, Any] = dict(fields)
+        if files:
+            kwargs["files"] = files
+        try:
+            channel = self.bot.get_partial_messageable(int(record.channel_id))
+            self.rest_calls += 1
+            message = await channel.send(allowed_mentions=mention, **kwargs)
+        except discord.Forbidden:
+            log.info("cannot post in channel %s; sending job %s by direct message", record.channel_id, record.job_id)
+            for file in files or []:
+                file.reset()
+            self.rest_calls += 2
+            dm = await self.bot.create_dm(discord.Object(int(record.user_id)))
+            message = await dm.send(**kwargs)
+        await self.bot.store.update_job(record.job_id, progress_message_id=str(message.id))
+
+
+def _prompt(record: JobRecord) -> str:
+    try:
+        return JobSpec.from_json(record.spec_json).prompt
+    except ValueError:
+        return ""
+
+
+def _decode_results(event: JobEvent) -> tuple[list[tuple[bytes, ResultImage]], int]:
+    good, broken = [], 0
+    for result in event.results:
+        try:
+            data = base64.b64decode(result.png, validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        if data:
+            good.append((data, result))
+        else:
+            broken += 1
+    return good, broken
+
+
+def _bytes_io(data: bytes) -> Any:
+    import io
+
+    return io.BytesIO(data)

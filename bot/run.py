@@ -1,0 +1,69 @@
+"""Start the bot for real: check the token and the data folder, then run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+from pathlib import Path
+
+import discord
+
+from generation.config import Config
+
+log = logging.getLogger("closeup.bot")
+
+EXIT_OK, EXIT_SETUP = 0, 2
+# Three base64url parts separated by dots: the bot's id, a timestamp, an HMAC.
+TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{18,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
+
+
+def token_problem(token: str) -> str | None:
+    if not token:
+        return ("no Discord bot token. Create a bot at https://discord.com/developers/applications, copy its "
+                "token and run: DISCORD_TOKEN=<token> closeup bot")
+    if token.lower().startswith("bot "):
+        return "the token starts with 'Bot ': set only the token itself, without the 'Bot ' prefix"
+    if not TOKEN_SHAPE.match(token.strip()):
+        return "the Discord token does not look like a bot token (three parts separated by dots)"
+    return None
+
+
+def data_problem(config: Config) -> str | None:
+    for folder in {Path(config.store.data_dir), Path(config.queue.path).parent}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            return f"cannot create the data folder {folder}: {exc.strerror or exc}"
+        if not os.access(folder, os.W_OK):
+            return f"the data folder {folder} is not writable by this user"
+    return None
+
+
+async def serve(config: Config) -> int:
+    from bot.app import CloseupBot
+
+    bot = CloseupBot(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    try:
+        async with bot:
+            await bot.start(config.discord.token.strip())
+    except discord.LoginFailure:
+        log.error("Discord refused the token (401). Reset it in the developer portal and set DISCORD_TOKEN again.")
+        return EXIT_SETUP
+    except discord.PrivilegedIntentsRequired:
+        log.error("Discord refused an intent this bot asked for; closeup needs no privileged intents.")
+        return EXIT_SETUP
+    return EXIT_OK
+
+
+def run_bot(config: Config) -> int:
+    for problem in (token_problem(config.discord.token), data_problem(config)):
+        if problem:
+            log.error("cannot start the bot: %s", problem)
+            return EXIT_SETUP
+    return asyncio.run(serve(config))
