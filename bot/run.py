@@ -62,7 +62,8 @@ async def serve(config: Config) -> int:
 
 
 def run_bot(config: Config) -> int:
-    for problem in (token_problem(config.discord.token), data_problem(config)):
+    for check in (lambda: token_problem(config.discord.token), lambda: data_problem(config)):
+        problem = check()
         if problem:
             log.error("cannot start the bot: %s", problem)
             return EXIT_SETUP
