@@ -268,7 +268,7 @@ class Flows:
             interaction_token=interaction.token if interaction else "",
             token_expires_at=(interaction.created_at.timestamp() + TOKEN_LIFETIME_S) if interaction else 0.0,
             progress_message_id=None, state="queued", created_at=time.time(), finished_at=None,
-            attachment_limit=interaction.attachment_size_limit if interaction else 0)
+            attachment_limit=interaction.filesize_limit if interaction else 0)
         async with self.bot.delivery.hold(spec.job_id):
             await self.bot.store.save_job(record)
             try:
