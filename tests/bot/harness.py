@@ -139,3 +139,16 @@ def text_of(message: dict[str, Any]) -> str:
         parts += [f"{f.get('name')}: {f.get('value')}" for f in embed.get("fields") or []]
         parts.append((embed.get("footer") or {}).get("text") or "")
     return "\n".join(p for p in parts if p)
+
+
+async def result_of(inter: Any, timeout: float = 20) -> dict[str, Any]:
+    """The public message with portraits that an interaction's followup turned into."""
+    def check(i: Any) -> dict[str, Any] | None:
+        return next((m for m in i.followups if m.get("attachments") and not m.get("_ephemeral")), None)
+
+    return await inter.wait_for(check, timeout, "a result message")
+
+
+async def ephemeral_reply(inter: Any, needle: str, timeout: float = 10) -> dict[str, Any]:
+    """An ephemeral message of this interaction containing ``needle``."""
+    return await inter.wait_message(lambda m: m.get("_ephemeral") and needle in text_of(m), timeout)
