@@ -229,12 +229,14 @@ class Delivery:
         await self._channel_message(record, final=final, **fields)
 
     async def _channel_message(self, record: JobRecord, *, final: bool, **fields: Any) -> None:
-        """Bot-token path: edit our channel message, or post a new one (results always as a new one)."""
+        """Bot-token path: edit our channel message, or post a new one that mentions the person."""
         files = fields.pop("attachments", None)
         mention = discord.AllowedMentions(users=[discord.Object(int(record.user_id))], everyone=False, roles=False)
-        if record.progress_message_id is not None and not final:
+        if record.progress_message_id is not None:
             channel = self.bot.get_partial_messageable(int(record.channel_id))
             self.rest_calls += 1
+            if files:
+                fields["attachments"] = files
             await channel.get_partial_message(int(record.progress_message_id)).edit(**fields)
             return
         kwargs: dict[str, Any] = dict(fields)

@@ -1,0 +1,173 @@
+"""/queue, /forget, /help and the admin /settings, end to end."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from emulator import EmulatorUsageError
+from fake_generator import FastGenerator
+from harness import buttons, ephemeral_reply, photo, result_of, run, text_of, world
+
+
+def _files(root: Path) -> set[str]:
+    return {p.name for p in root.rglob("*") if p.is_file() and p.suffix not in (".db", ".db-wal", ".db-shm")
+            and not p.name.startswith("closeup.db") and p.name != "commands.sha256"}
+
+
+def test_queue_lists_jobs_and_cancels(tmp_path: Path) -> None:
+    gate = threading.Event()
+    generator = FastGenerator(gate=gate)
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            first = await w.slash(w.alice, "portrait", {"prompt": "first"})
+            progress = await first.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            second = await w.slash(w.alice, "portrait", {"prompt": "second"})
+            await second.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            listed = await w.slash(w.alice, "queue")
+            shown = await ephemeral_reply(listed, "Your queue")
+            assert "generating now" in text_of(shown) and "position" in text_of(shown)
+            labels = buttons(shown)
+            assert set(labels) == {"Cancel 1", "Cancel 2"}
+            # Bob cannot cancel Alice's job, and his queue is empty.
+            bobs = await emu.click(w.bob, shown, labels["Cancel 2"])
+            await ephemeral_reply(bobs, "Only <@")
+            empty = await w.slash(w.bob, "queue")
+            await ephemeral_reply(empty, "no portraits waiting")
+            cancel = await emu.click(w.alice, shown, labels["Cancel 1"])
+            await ephemeral_reply(cancel, "Cancelled")
+            await emu.wait_until(lambda: "Cancelled" in (emu.message(progress["id"]) or {}).get("content", ""),
+                                 timeout=10, what="the progress message to say cancelled")
+            gate.set()
+            await emu.wait_until(lambda: len((emu.message(progress["id"]) or {}).get("attachments") or []) == 0
+                                 and len(generator.seen) == 2, timeout=20, what="the second job to run")
+            late = await emu.click(w.alice, shown, labels["Cancel 1"])
+            await ephemeral_reply(late, "already finished")
+            assert emu.violations == []
+
+    run(body)
+
+
+def test_forget_deletes_every_row_and_file(tmp_path: Path) -> None:
+    generator = FastGenerator()
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            store_dir = tmp_path / "store"
+            # Bob's data must survive Alice's /forget.
+            await w.bot.store.add_reference(w.bob.id, photo("biden.jpg"), "pass", ())
+            ref = await w.slash(w.alice, "reference", {"photo": emu.attachment(photo())}, subcommand="set")
+            await ephemeral_reply(ref, "Saved", timeout=20)
+            inter = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo("obama2.jpg"))})
+            report = await inter.wait_message(lambda m: m.get("embeds"), timeout=20)
+            await result_of(await emu.click(w.alice, report, buttons(report)["Generate anyway"]))
+            pending = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo("obama2.jpg"))})
+            await pending.wait_message(lambda m: m.get("embeds"), timeout=20)  # a draft left waiting
+            before = _files(store_dir)
+            assert len(before) >= 4
+            ask = await w.slash(w.alice, "forget")
+            question = await ephemeral_reply(ask, "can't be undone")
+            no = await emu.click(w.alice, question, buttons(question)["Keep my data"])
+            await no.wait_message(lambda m: "Nothing was deleted" in (m.get("content") or ""))
+            assert _files(store_dir) == before
+            ask = await w.slash(w.alice, "forget")
+            question = await ephemeral_reply(ask, "can't be undone")
+            yes = await emu.click(w.alice, question, buttons(question)["Yes, delete everything"])
+            await yes.wait_message(lambda m: "I deleted everything" in (m.get("content") or ""), timeout=10)
+            counts = await _rows_about(w.bot.store.db_path, w.alice.id)
+            assert counts == 0
+            assert await w.bot.queue.jobs_for(w.alice.id) == []
+            bob_sha = (await w.bot.store.references(w.bob.id))[0].sha256
+            assert {Path(n).stem for n in _files(store_dir)} == {bob_sha}
+            assert emu.violations == []
+
+    run(body)
+
+
+async def _rows_about(db: Path, user_id: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        total = 0
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+            if "user_id" in columns:
+                total += conn.execute(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", (user_id,)).fetchone()[0]
+        return total
+
+
+def test_help_explains_framing_with_a_picture(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator()) as w:
+            inter = await w.slash(w.alice, "help")
+            shown = await ephemeral_reply(inter, "Face big in the frame")
+            assert shown["attachments"][0]["filename"] == "framing.png"
+            assert "mention me" in text_of(shown)
+            assert w.emu.file_bytes(shown["attachments"][0])[:8] == b"\x89PNG\r\n\x1a\n"
+
+    run(body)
+
+
+def test_admin_settings_channels_limits_policy(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator()) as w:
+            emu = w.emu
+            # Discord hides the command from people without Manage Server (default_member_permissions).
+            with pytest.raises(EmulatorUsageError, match="needs permissions"):
+                await w.slash(w.alice, "settings", {"channel": w.channel, "allowed": True}, subcommand="channel")
+            allow = await w.slash(w.admin, "settings", {"channel": w.channel, "allowed": True}, subcommand="channel")
+            await ephemeral_reply(allow, "Allowed")
+            elsewhere = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo())}, channel=w.other_channel)
+            await ephemeral_reply(elsewhere, "aren't made in this channel")
+            here = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo())})
+            await here.wait_message(lambda m: m.get("embeds"), timeout=20)
+            policy = await w.slash(w.admin, "settings", {"policy": "block"}, subcommand="content")
+            await ephemeral_reply(policy, "block")
+            limits = await w.slash(w.admin, "settings", {"per_user": 1}, subcommand="limits")
+            await ephemeral_reply(limits, "Limits updated")
+            shown = await w.slash(w.admin, "settings", subcommand="show")
+            text = text_of(await ephemeral_reply(shown, "Channels"))
+            assert f"<#{w.channel.id}>" in text and "per person:** 1" in text
+            settings = await w.bot.store.guild_settings(w.guild.id)
+            assert settings.per_user == 1 and settings.allowed_channels == (w.channel.id,)
+            assert emu.violations == []
+
+    run(body)
+
+
+def test_server_limit_per_person(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator(gate=gate)) as w:
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            limits = await w.slash(w.admin, "settings", {"per_user": 1}, subcommand="limits")
+            await ephemeral_reply(limits, "Limits updated")
+            first = await w.slash(w.alice, "portrait")
+            await first.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            second = await w.slash(w.alice, "portrait")
+            await ephemeral_reply(second, "allows 1 portrait")
+            gate.set()
+
+    run(body)
+
+
+def test_commands_are_rate_limited_per_person(tmp_path: Path) -> None:
+    from harness import test_config
+
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator(), test_config(tmp_path, command_rate=2)) as w:
+            for _ in range(2):
+                ok = await w.slash(w.alice, "portrait")
+                await ephemeral_reply(ok, "no saved reference")
+            third = await w.slash(w.alice, "portrait")
+            await ephemeral_reply(third, "going a little fast")
+            bob = await w.slash(w.bob, "portrait")
+            await ephemeral_reply(bob, "no saved reference")
+
+    run(body)
