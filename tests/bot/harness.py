@@ -43,7 +43,7 @@ def test_config(data: Path, **bot_settings: Any) -> Config:
         config,
         store=dataclasses.replace(config.store, data_dir=str(data / "store")),
         queue=dataclasses.replace(config.queue, path=str(data / "queue.db")),
-        bot=dataclasses.replace(config.bot, edit_interval_s=0.2, **bot_settings),
+        bot=dataclasses.replace(config.bot, **{"edit_interval_s": 0.2, "command_rate": 1000, **bot_settings}),
     )
 
 

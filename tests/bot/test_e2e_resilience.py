@@ -1,0 +1,178 @@
+"""What goes wrong in production: restarts mid-job, expired tokens, big results, hostile input."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from fake_generator import FastGenerator
+from harness import buttons, ephemeral_reply, photo, result_of, run, text_of, world
+
+
+def test_restart_mid_job_delivers_results_and_old_buttons_still_work(tmp_path: Path) -> None:
+    first_gen = FastGenerator()
+    gate = threading.Event()
+    blocked = FastGenerator(gate=gate)
+
+    async def body() -> None:
+        async with world(tmp_path, first_gen) as w:
+            emu = w.emu
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            done = await w.slash(w.alice, "portrait", {"prompt": "old one"})
+            old_result = await result_of(done)
+            await w.stop_bot()
+            # Second life: a job is running when the bot goes down.
+            await w.start_bot(blocked)
+            running = await w.slash(w.alice, "portrait", {"prompt": "interrupted"})
+            progress = await running.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            await emu.wait_until(lambda: blocked.seen, what="the job to start")
+            gate.set()  # the stopping worker is let go; the queue runs the job again after the restart
+            await w.stop_bot()
+            finisher = FastGenerator()
+            await w.start_bot(finisher)
+            await emu.wait_until(lambda: len((emu.message(progress["id"]) or {}).get("attachments") or []) == 1,
+                                 timeout=20, what="the interrupted job's results")
+            assert any(spec.prompt == "interrupted" for spec in finisher.seen + blocked.seen)
+            # A button on a message from before both restarts still works.
+            again = await emu.click(w.alice, old_result, buttons(old_result)["Re-roll"])
+            await result_of(again)
+            assert finisher.seen[-1].prompt == "old one"
+            # Exactly one result message per job.
+            results = [m for m in emu.channel_messages(w.channel) if m.get("attachments")]
+            assert len(results) == 3
+            assert emu.violations == []
+
+    run(body, timeout=120)
+
+
+def test_expired_token_sends_results_to_the_channel(tmp_path: Path) -> None:
+    gate = threading.Event()
+    generator = FastGenerator(gate=gate)
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            inter = await w.slash(w.alice, "portrait", {"prompt": "slow"})
+            await inter.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            await emu.wait_until(lambda: generator.seen, what="the job to start")
+            emu.clock.advance(16 * 60)  # the interaction token is now dead on Discord's side
+            gate.set()
+
+            def posted() -> dict | None:
+                return next((m for m in emu.channel_messages(w.channel)
+                             if m.get("attachments") and m.get("interaction_metadata") is None), None)
+
+            message = await emu.wait_until(posted, timeout=20, what="results posted with the bot token")
+            assert f"<@{w.alice.id}>" in text_of(message)
+            rejected = [r for r in emu.requests if r.error_code == 50027]
+            assert rejected, "the bot should have tried the token first"
+            assert all(v.rule == "token_expired" for v in emu.violations)
+            # The buttons on the channel message work like any others.
+            again = await emu.click(w.alice, message, buttons(message)["Re-roll"])
+            await result_of(again)
+
+    run(body)
+
+
+def test_expired_token_in_a_dm_goes_to_the_dm(tmp_path: Path) -> None:
+    gate = threading.Event()
+    generator = FastGenerator(gate=gate)
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            dm = emu.dm_channel(w.alice)
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            inter = await w.slash(w.alice, "portrait", channel=dm)
+            await inter.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            emu.clock.advance(16 * 60)
+            gate.set()
+            await emu.wait_until(lambda: any(m.get("attachments") and m.get("interaction_metadata") is None
+                                             for m in emu.channel_messages(dm)), timeout=20, what="DM results")
+
+    run(body)
+
+
+def test_results_are_reencoded_to_fit_the_upload_limit(tmp_path: Path) -> None:
+    generator = FastGenerator(size=768, noise=True)  # ~1.7 MB PNGs of noise
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            limit = 400 * 1024
+            inter = await w.slash(w.alice, "portrait", {"count": 2}, attachment_size_limit=limit)
+            result = await result_of(inter)
+            for attachment in result["attachments"]:
+                assert attachment["size"] <= limit
+                assert attachment["filename"].endswith(".jpg")
+            assert "compressed" in text_of(result)
+            assert emu.violations == []
+
+    run(body)
+
+
+def test_bad_attachments_get_clear_messages_and_the_bot_keeps_running(tmp_path: Path) -> None:
+    generator = FastGenerator()
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            cases = [
+                (emu.attachment(b"just some text\n" * 50, "notes.txt", "text/plain"), "isn't a photo"),
+                (emu.attachment(b"%PDF-1.4 not an image", "selfie.jpg", "image/jpeg"), "PDF"),
+                (emu.attachment(photo()[:5000], "cut.jpg", "image/jpeg"), "damaged"),
+                (emu.attachment(b"", "empty.jpg", "image/jpeg"), "empty"),
+                (emu.attachment(photo(), "huge.jpg", size=200 * 1024 * 1024), "MB"),
+                (emu.attachment(photo(), "away.jpg", url="https://evil.example.com/selfie.jpg"), "Discord"),
+            ]
+            for attachment, needle in cases:
+                cdn_before = sum(1 for r in emu.requests if "/attachments/" in r.path)
+                inter = await w.slash(w.alice, "portrait", {"photo": attachment})
+                await inter.wait_message(lambda m, n=needle: n.lower() in text_of(m).lower(), timeout=20)
+                if attachment["filename"] in ("huge.jpg", "away.jpg", "notes.txt"):
+                    # refused before anything was downloaded
+                    assert sum(1 for r in emu.requests if "/attachments/" in r.path) == cdn_before
+            ok = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo())})
+            await ok.wait_message(lambda m: m.get("embeds"), timeout=20)
+            assert generator.seen == []
+            assert emu.violations == []
+
+    run(body, timeout=120)
+
+
+def test_every_first_response_is_fast(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator()) as w:
+            interactions = [await w.slash(w.alice, "help"), await w.slash(w.bob, "queue"),
+                            await w.slash(w.alice, "portrait", {"photo": w.emu.attachment(photo())})]
+            for inter in interactions:
+                first = await inter.wait_response()
+                assert first.ok and first.latency < 1.0
+            await ephemeral_reply(interactions[0], "Face big")
+
+    run(body)
+
+
+def test_rate_limits_server_errors_and_a_dropped_gateway_lose_nothing(tmp_path: Path) -> None:
+    generator = FastGenerator(steps=6, step_s=0.05)
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            emu.faults.rate_limit(n=2, retry_after=0.1, route_contains="/webhooks/")
+            emu.faults.server_error(n=1, status=502, route_contains="/webhooks/")
+            first = await w.slash(w.alice, "portrait", {"prompt": "one"})
+            emu.faults.drop_gateway()
+            await emu.wait_resumed(timeout=15)
+            second = await w.slash(w.alice, "portrait", {"prompt": "two"})
+            for inter in (first, second):
+                await result_of(inter, timeout=30)
+            results = [m for m in emu.channel_messages(w.channel) if m.get("attachments")]
+            assert len(results) == 2
+            assert [r.status for r in emu.requests if r.fault].count(429) == 2
+            assert emu.violations == []
+
+    run(body)
