@@ -37,7 +37,7 @@ def photo(name: str = "obama.jpg") -> bytes:
     return (FACES / name).read_bytes()
 
 
-def test_config(data: Path, **bot_settings: Any) -> Config:
+def bot_config(data: Path, **bot_settings: Any) -> Config:
     config = Config()
     return dataclasses.replace(
         config,
@@ -78,7 +78,7 @@ class World:
         return self.bots[-1]
 
     async def start_bot(self, runner: Any, config: Config | None = None) -> CloseupBot:
-        bot = CloseupBot(config or test_config(self.data), runner=runner, analyzer=analyzer(),
+        bot = CloseupBot(config or bot_config(self.data), runner=runner, analyzer=analyzer(),
                          connector_factory=self.emu.connector)
         self.bots.append(bot)
         self.tasks.append(asyncio.create_task(bot.start(self.emu.token)))

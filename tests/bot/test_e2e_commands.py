@@ -158,10 +158,10 @@ def test_server_limit_per_person(tmp_path: Path) -> None:
 
 
 def test_commands_are_rate_limited_per_person(tmp_path: Path) -> None:
-    from harness import test_config
+    from harness import bot_config
 
     async def body() -> None:
-        async with world(tmp_path, FastGenerator(), test_config(tmp_path, command_rate=2)) as w:
+        async with world(tmp_path, FastGenerator(), bot_config(tmp_path, command_rate=2)) as w:
             for _ in range(2):
                 ok = await w.slash(w.alice, "portrait")
                 await ephemeral_reply(ok, "no saved reference")

@@ -189,12 +189,39 @@ def test_portrait_in_a_direct_message(tmp_path: Path) -> None:
 
 
 def test_direct_messages_can_be_turned_off(tmp_path: Path) -> None:
-    from harness import test_config
+    from harness import bot_config
 
     async def body() -> None:
-        async with world(tmp_path, FastGenerator(), test_config(tmp_path, allow_dms=False)) as w:
+        async with world(tmp_path, FastGenerator(), bot_config(tmp_path, allow_dms=False)) as w:
             dm = w.emu.dm_channel(w.alice)
             inter = await w.slash(w.alice, "portrait", {"photo": w.emu.attachment(photo())}, channel=dm)
             await inter.wait_message(lambda m: "only make portraits in servers" in (m.get("content") or ""))
+
+    run(body)
+
+
+def test_progress_edits_are_throttled_and_show_steps(tmp_path: Path) -> None:
+    generator = FastGenerator(steps=20, step_s=0.05)  # a step every 50 ms; edits at most every 200 ms
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            inter = await w.slash(w.alice, "portrait")
+            progress = await inter.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            seen: list[str] = []
+
+            def watch() -> bool:
+                content = (emu.message(progress["id"]) or {}).get("content") or ""
+                if content and (not seen or seen[-1] != content):
+                    seen.append(content)
+                return bool((emu.message(progress["id"]) or {}).get("attachments"))
+
+            await emu.wait_until(watch, timeout=20, what="the results")
+            edits = emu.message(progress["id"])["_edits"]
+            gaps = [b - a for a, b in zip(edits[:-2], edits[1:-1], strict=False)]  # the final edit is never held
+            assert all(gap >= 0.18 for gap in gaps), gaps
+            assert len(edits) < 20  # far fewer edits than steps
+            assert any("steps" in text for text in seen)
 
     run(body)
