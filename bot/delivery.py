@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -49,8 +50,10 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     latest: JobEvent | None = None
     final: JobEvent | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # cuts a throttling pause short
     last_edit: float = 0.0
     shown: str = ""
+    record: JobRecord | None = None  # read once per lane; progress edits only need its ids and token
     task: asyncio.Task[None] | None = None
 
 
@@ -105,6 +108,7 @@ class Delivery:
         lane = self._lane(event.job_id)
         if event.kind in (EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED):
             lane.final = event
+            lane.finished.set()
         else:
             lane.latest = event
         lane.wake.set()
@@ -122,7 +126,9 @@ class Delivery:
                 await lane.wake.wait()
                 lane.wake.clear()
                 async with lane.lock:
-                    record = await self.bot.store.job(job_id)
+                    if lane.record is None or lane.final is not None:  # the final needs the latest state
+                        lane.record = await self.bot.store.job(job_id)
+                record = lane.record
                 if record is None:
                     if lane.final is not None:  # not ours (forgotten, or another bot's): nothing to show
                         await self.bot.queue.ack(job_id)
@@ -142,7 +148,8 @@ class Delivery:
     async def _progress(self, record: JobRecord, lane: _Lane) -> None:
         wait = self.bot.config.bot.edit_interval_s - (time.monotonic() - lane.last_edit)
         if wait > 0:
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.finished.wait(), wait)
             if lane.final is not None:
                 lane.wake.set()
                 return
@@ -157,7 +164,7 @@ class Delivery:
         lane.last_edit = time.monotonic()
         lane.shown = text
         try:
-            await self._edit(record, content=text)
+            lane.record = await self._edit(record, content=text)
         except discord.HTTPException as exc:
             log.info("progress edit for job %s failed (%s); the next one will carry on", record.job_id, exc.status)
 
@@ -211,14 +218,16 @@ class Delivery:
     def _token_valid(self, record: JobRecord) -> bool:
         return bool(record.interaction_token) and time.time() < record.token_expires_at - TOKEN_MARGIN_S
 
-    async def _edit(self, record: JobRecord, *, final: bool = False, **fields: Any) -> None:
-        """Edit the job's message through the interaction token, falling back to the channel."""
+    async def _edit(self, record: JobRecord, *, final: bool = False, **fields: Any) -> JobRecord:
+        """Edit the job's message through the interaction token, falling back to the channel.
+
+        Returns the job's record as it is afterwards (the fallback changes its token and message)."""
         if self._token_valid(record) and record.progress_message_id is not None:
             webhook = discord.Webhook.partial(int(record.application_id), record.interaction_token, client=self.bot)
             try:
                 self.rest_calls += 1
                 await webhook.edit_message(int(record.progress_message_id), **fields)
-                return
+                return record
             except discord.HTTPException as exc:
                 if exc.code not in TOKEN_GONE and exc.status != 401:
                     raise
@@ -228,7 +237,7 @@ class Delivery:
             record = await self.bot.store.job(record.job_id) or record
         await self._channel_message(record, final=final, **fields)
 
-    async def _channel_message(self, record: JobRecord, *, final: bool, **fields: Any) -> None:
+    async def _channel_message(self, record: JobRecord, *, final: bool, **fields: Any) -> JobRecord:
         """Bot-token path: edit our channel message, or post a new one that mentions the person."""
         files = fields.pop("attachments", None)
         mention = discord.AllowedMentions(users=[discord.Object(int(record.user_id))], everyone=False, roles=False)
@@ -238,7 +247,7 @@ class Delivery:
             if files:
                 fields["attachments"] = files
             await channel.get_partial_message(int(record.progress_message_id)).edit(**fields)
-            return
+            return record
         kwargs: dict[str, Any] = dict(fields)
         if files:
             kwargs["files"] = files
@@ -254,6 +263,7 @@ class Delivery:
             dm = await self.bot.create_dm(discord.Object(int(record.user_id)))
             message = await dm.send(**kwargs)
         await self.bot.store.update_job(record.job_id, progress_message_id=str(message.id))
+        return dataclasses.replace(record, progress_message_id=str(message.id))
 
 
 def _prompt(record: JobRecord) -> str:

@@ -180,11 +180,11 @@ class Flows:
             return await self.edit(interaction, problem)
         await self.bot.store.touch_person(user_id)
         if photo is None:
-            photos = await self.bot.store.reference_photos(user_id)
-            if not photos:
+            saved = await self.bot.store.reference_set(user_id)
+            if not saved:
                 return await self.edit(interaction, "You have no saved reference photo yet. Attach a selfie to "
                                        "`/portrait`, or save one with `/reference set`.")
-            shas = [await self.bot.store.put_photo(p) for p in photos]
+            shas, photos = [sha for sha, _ in saved], [data for _, data in saved]
             note = f"Using your {len(photos)} saved reference photo{'s' if len(photos) > 1 else ''}."
             if warnings:
                 note += "\n" + "\n".join(f"• {w.message}" for w in warnings[:3])

@@ -562,7 +562,11 @@ class Store:
 
     async def reference_photos(self, user_id: str) -> list[bytes]:
         """All of this person's photos for a job, oldest first; using them keeps them from the sweep."""
-        def read() -> list[bytes]:
+        return [data for _, data in await self.reference_set(user_id)]
+
+    async def reference_set(self, user_id: str) -> list[tuple[str, bytes]]:
+        """(sha256, bytes) of each of this person's photos, oldest first; marks them used."""
+        def read() -> list[tuple[str, bytes]]:
             now = time.time()
             with self._write() as sql:
                 rows = sql.execute("SELECT ref_id, sha256 FROM refs WHERE user_id = ? ORDER BY created_at, ref_id",
@@ -571,7 +575,7 @@ class Store:
             photos = []
             for ref_id, sha in rows:
                 try:
-                    photos.append(self._read_photo(sha))
+                    photos.append((sha, self._read_photo(sha)))
                 except NotFound:
                     log.warning("store: the file of reference %s is missing; skipped", ref_id)
             return photos
