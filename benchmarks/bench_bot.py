@@ -18,7 +18,6 @@ import os
 import random
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ async def child(port: int, ca: str, data: str, token: str) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     runner = asyncio.create_task(bot.start(token))
     await stop.wait()
+
     await bot.close()
     await asyncio.gather(runner, return_exceptions=True)
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -119,15 +119,16 @@ async def drive(people: int, spread: float, baseline_n: int) -> dict:
         child_stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
 
         def measures(inters) -> dict[str, list[float]]:
-            first, enqueue, results = [], [], []
+            first, enqueue, results, noted = [], [], [], []
             for inter in inters:
                 first.append(inter.responses[0].latency * 1000)
-                posts = [r for r in emu.requests if r.method == "POST" and inter.token in r.path
-                         and "/webhooks/" in r.path]
+                mine = [r for r in emu.requests if inter.token in r.path]
+                noted.append((next(r.wall for r in mine if r.method == "PATCH") - inter.dispatched_wall) * 1000)
+                posts = [r for r in mine if r.method == "POST" and "/webhooks/" in r.path]
                 enqueue.append((posts[0].wall - inter.dispatched_wall) * 1000)
                 edits = [m for m in inter.followups if m.get("attachments")]
                 results.append((edits[0]["_edits"][-1] - inter.dispatched_wall) * 1000)
-            return {"first": first, "enqueue": enqueue, "results": results}
+            return {"first": first, "enqueue": enqueue, "results": results, "noted": noted}
 
         base, load = measures(baseline), measures(burst)
         return {
@@ -136,6 +137,8 @@ async def drive(people: int, spread: float, baseline_n: int) -> dict:
                          "baseline_p50": pct(base["first"], 50)},
             "enqueue_ms": {"p50": pct(load["enqueue"], 50), "p99": pct(load["enqueue"], 99),
                            "baseline_p50": pct(base["enqueue"], 50)},
+            "reference_found_ms": {"p50": pct(load["noted"], 50), "p99": pct(load["noted"], 99),
+                                   "baseline_p50": pct(base["noted"], 50)},
             "results_ms": {"p50": pct(load["results"], 50), "p99": pct(load["results"], 99),
                            "baseline_p50": pct(base["results"], 50)},
             "rest_calls_per_job": round(len(calls) / people, 2),
@@ -170,6 +173,8 @@ def main() -> None:
           f"all results in {report['burst_wall_s']} s")
     print(f"first response (defer): p50 {d['p50']:.1f} ms  p99 {d['p99']:.1f} ms   "
           f"idle baseline p50 {d['baseline_p50']:.1f} ms  (p99/baseline {d['p99'] / d['baseline_p50']:.1f}x)")
+    n = report["reference_found_ms"]
+    print(f"command -> 'using your saved reference' shown: p50 {n['p50']:.1f} ms  p99 {n['p99']:.1f} ms")
     print(f"command -> enqueued:    p50 {e['p50']:.1f} ms  p99 {e['p99']:.1f} ms   idle baseline p50 "
           f"{e['baseline_p50']:.1f} ms  (p99/baseline {e['p99'] / e['baseline_p50']:.1f}x)")
     print(f"command -> results:     p50 {r['p50']:.0f} ms  p99 {r['p99']:.0f} ms   idle baseline p50 "

@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     delivered   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+-- Covers the scheduler's reads, so they never walk the rows' large spec column (reference photos).
+CREATE INDEX IF NOT EXISTS jobs_scheduling ON jobs(state, job_id, user_id, guild_id, priority, enqueued_at, round,
+                                                   started_at);
 CREATE INDEX IF NOT EXISTS jobs_undelivered ON jobs(delivered, state);
 """
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE.parent / "generation" / "faces"))
 
 import tiny_onnx  # noqa: E402
 import tiny_sdxl  # noqa: E402
-from harness import buttons, photo, result_of, run, bot_config, text_of, world  # noqa: E402
+from harness import bot_config, buttons, photo, result_of, run, text_of, world  # noqa: E402
 
 from generation.config import FacesConfig, GenerationConfig, ModelsConfig  # noqa: E402
 from generation.queue.engine_runner import EngineRunner  # noqa: E402
