@@ -16,7 +16,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -27,6 +26,7 @@ from bot.imaging import PhotoCheck
 from bot.render import PREVIEW_NAME, progress_text, report_embed
 from bot.store import Draft, JobRecord, NotFound, StoreError
 from bot.text import sanitize
+from generation.engine import PortraitJob
 from generation.images import ImageError
 from generation.jobs import JobSpec, new_job_id
 from generation.prompts import (
@@ -49,16 +49,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME_S = 15 * 60
 IMAGE_TYPES = ("image/",)
-
-
-@dataclass(frozen=True)
-class PortraitOptions:
-    prompt: str = ""
-    style: str = "studio-headshot"
-    framing: str | None = None
-    count: int = 1
-    seed: int | None = None
-    identity_strength: float | None = None
 
 
 def where(interaction: discord.Interaction[Any]) -> tuple[str, str]:
@@ -138,7 +128,7 @@ class Flows:
         guild_policy = (await self.bot.store.guild_settings(guild_id)).nsfw_policy if guild_id else None
         return stricter_policy(self.bot.config.generation.nsfw_policy, guild_policy)
 
-    def lint(self, options: PortraitOptions, policy: str) -> tuple[tuple[PromptWarning, ...], str | None]:
+    def lint(self, options: PortraitJob, policy: str) -> tuple[tuple[PromptWarning, ...], str | None]:
         """Prompt warnings to show, or a refusal message."""
         try:
             result = lint_prompt(options.prompt, style=options.style, framing=options.framing, nsfw_policy=policy)
@@ -168,7 +158,7 @@ class Flows:
 
     @apologize
     async def portrait(self, interaction: discord.Interaction[Any], photo: discord.Attachment | None,
-                       options: PortraitOptions) -> None:
+                       options: PortraitJob) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         user_id = str(interaction.user.id)
         guild_id, channel_id = where(interaction)
@@ -234,7 +224,7 @@ class Flows:
             photo = await self.bot.store.photo_bytes(sha)
         except NotFound:
             return await self.say(interaction, "Your photo is no longer stored. Run `/portrait` again.")
-        options = PortraitOptions(draft.prompt, draft.style, draft.framing, draft.count, draft.seed,
+        options = PortraitJob(draft.prompt, draft.style, draft.framing, draft.count, draft.seed,
                                   draft.identity_strength)
         started = await self.start_job(interaction, [photo], [sha], options)
         if started:
@@ -246,7 +236,7 @@ class Flows:
     # ------------------------------------------------------------------ jobs
 
     async def start_job(self, interaction: discord.Interaction[Any] | None, photos: list[bytes], shas: list[str],
-                        options: PortraitOptions, *, user_id: str | None = None, guild_id: str | None = None,
+                        options: PortraitJob, *, user_id: str | None = None, guild_id: str | None = None,
                         channel_id: str | None = None, reply_to: discord.Message | None = None) -> bool:
         """Queue a job and post its progress message; False (after telling the person) when refused."""
         if interaction is not None:
@@ -336,7 +326,7 @@ class Flows:
                 await interaction.edit_original_response(content="Deleted.", embeds=[], attachments=[], view=None)
             return
         spec = JobSpec.from_json(record.spec_json)
-        options = PortraitOptions(spec.prompt, spec.style, spec.framing, spec.count, None, spec.identity_strength)
+        options = PortraitJob(spec.prompt, spec.style, spec.framing, spec.count, None, spec.identity_strength)
         seed = random.randrange(2**31)
         if action == "reroll":
             options = dataclasses.replace(options, seed=seed)
@@ -469,7 +459,7 @@ class Flows:
             return
         spec = JobSpec.from_json(record.spec_json)
         sha = await self.bot.store.put_photo(checked.photo)
-        options = PortraitOptions(spec.prompt, spec.style, spec.framing, spec.count, spec.seed,
+        options = PortraitJob(spec.prompt, spec.style, spec.framing, spec.count, spec.seed,
                                   spec.identity_strength)
         await self.start_job(None, [checked.photo], [sha], options, user_id=record.user_id,
                              guild_id=str(message.guild.id) if message.guild else "",

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.flows import PortraitOptions
+from generation.engine import PortraitJob
 from generation.prompts import FRAMINGS, STYLES
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class Portrait(commands.Cog):
                        framing: str | None = None, count: app_commands.Range[int, 1, 4] = 1,
                        seed: app_commands.Range[int, 0, 2**31 - 1] | None = None,
                        identity_strength: app_commands.Range[float, 0.0, 1.5] | None = None) -> None:
-        options = PortraitOptions(prompt=prompt, style=style, framing=framing,
+        options = PortraitJob(prompt=prompt, style=style, framing=framing,
                                   count=min(count, self.bot.config.generation.max_images), seed=seed,
                                   identity_strength=identity_strength)
         await self.bot.flows.portrait(interaction, photo, options)
