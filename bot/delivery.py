@@ -210,15 +210,14 @@ class Delivery:
         embed = results_embed(lines, _prompt(record), reencoded=any(f.reencoded for f in fitted))
         head = f"🎨 <@{record.user_id}>'s portrait is ready."
         files = [discord.File(_bytes_io(f.data), filename=f.filename) for f in fitted]
-        await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id),
-                         final=True)
+        await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id))
 
     # ------------------------------------------------------------------ where messages go
 
     def _token_valid(self, record: JobRecord) -> bool:
         return bool(record.interaction_token) and time.time() < record.token_expires_at - TOKEN_MARGIN_S
 
-    async def _edit(self, record: JobRecord, *, final: bool = False, **fields: Any) -> JobRecord:
+    async def _edit(self, record: JobRecord, **fields: Any) -> JobRecord:
         """Edit the job's message through the interaction token, falling back to the channel.
 
         Returns the job's record as it is afterwards (the fallback changes its token and message)."""
@@ -235,9 +234,9 @@ class Delivery:
             # The interaction message can no longer be edited: its replacement lives in the channel.
             await self.bot.store.update_job(record.job_id, interaction_token="", progress_message_id=None)
             record = await self.bot.store.job(record.job_id) or record
-        await self._channel_message(record, final=final, **fields)
+        return await self._channel_message(record, **fields)
 
-    async def _channel_message(self, record: JobRecord, *, final: bool, **fields: Any) -> JobRecord:
+    async def _channel_message(self, record: JobRecord, **fields: Any) -> JobRecord:
         """Bot-token path: edit our channel message, or post a new one that mentions the person."""
         files = fields.pop("attachments", None)
         mention = discord.AllowedMentions(users=[discord.Object(int(record.user_id))], everyone=False, roles=False)
@@ -251,19 +250,22 @@ class Delivery:
         kwargs: dict[str, Any] = dict(fields)
         if files:
             kwargs["files"] = files
+        channel_id = record.channel_id
         try:
-            channel = self.bot.get_partial_messageable(int(record.channel_id))
+            channel = self.bot.get_partial_messageable(int(channel_id))
             self.rest_calls += 1
             message = await channel.send(allowed_mentions=mention, **kwargs)
         except discord.Forbidden:
-            log.info("cannot post in channel %s; sending job %s by direct message", record.channel_id, record.job_id)
+            log.info("cannot post in channel %s; sending job %s by direct message", channel_id, record.job_id)
             for file in files or []:
                 file.reset()
             self.rest_calls += 2
             dm = await self.bot.create_dm(discord.Object(int(record.user_id)))
             message = await dm.send(**kwargs)
-        await self.bot.store.update_job(record.job_id, progress_message_id=str(message.id))
-        return dataclasses.replace(record, progress_message_id=str(message.id))
+            channel_id = str(dm.id)
+        changed = {"progress_message_id": str(message.id), "channel_id": channel_id}
+        await self.bot.store.update_job(record.job_id, **changed)
+        return dataclasses.replace(record, **changed)
 
 
 def _prompt(record: JobRecord) -> str:

@@ -176,3 +176,30 @@ def test_rate_limits_server_errors_and_a_dropped_gateway_lose_nothing(tmp_path: 
             assert emu.violations == []
 
     run(body)
+
+
+def test_expired_token_and_no_channel_permission_falls_back_to_a_dm(tmp_path: Path) -> None:
+    from emulator import SEND_MESSAGES
+
+    gate = threading.Event()
+    generator = FastGenerator(steps=6, step_s=0.05, gate=gate)
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            quiet = emu.add_channel(w.guild, "read-only", overwrites=[
+                {"id": emu.bot_user.id, "type": 1, "allow": 0, "deny": SEND_MESSAGES}])
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            inter = await w.slash(w.alice, "portrait", channel=quiet)
+            await inter.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)  # webhooks need no permission
+            await emu.wait_until(lambda: generator.seen, what="the job to start")
+            emu.clock.advance(16 * 60)
+            gate.set()
+            dm = emu.dm_channel(w.alice)
+            done = await emu.wait_until(lambda: next((m for m in emu.channel_messages(dm) if m.get("attachments")),
+                                                     None), timeout=20, what="results by DM")
+            assert "likeness" in text_of(done)
+            # Progress after the switch and the results share one DM message, not one per edit.
+            assert len([m for m in emu.channel_messages(dm) if m["author"]["id"] == emu.bot_user.id]) == 1
+
+    run(body)
