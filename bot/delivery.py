@@ -208,7 +208,7 @@ class Delivery:
                 _prompt(record), record.user_id))
             return
         embed = results_embed(lines, _prompt(record), reencoded=any(f.reencoded for f in fitted))
-        head = f"🎨 <@{record.user_id}>'s portrait is ready."
+        head = f"🎨 <@{record.user_id}>'s portrait is ready (AI-generated)."
         files = [discord.File(_bytes_io(f.data), filename=f.filename) for f in fitted]
         await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id))
 

@@ -23,7 +23,7 @@ import discord
 from bot.components import draft_view, forget_view
 from bot.downloads import DownloadError
 from bot.imaging import PhotoCheck
-from bot.render import PREVIEW_NAME, progress_text, report_embed
+from bot.render import PREVIEW_NAME, consent_notice, progress_text, report_embed
 from bot.store import Draft, JobRecord, NotFound, StoreError
 from bot.text import sanitize
 from generation.engine import PortraitJob
@@ -168,7 +168,7 @@ class Flows:
         warnings, problem = self.lint(options, await self.policy(guild_id))
         if problem:
             return await self.edit(interaction, problem)
-        await self.bot.store.touch_person(user_id)
+        first_use = await self.bot.store.touch_person(user_id)
         if photo is None:
             saved = await self.bot.store.reference_set(user_id)
             if not saved:
@@ -193,8 +193,12 @@ class Flows:
                       created_at=time.time())
         await self.bot.store.save_draft(draft)
         await interaction.edit_original_response(
-            embed=report_embed(checked, warnings), attachments=[_file(checked.preview_png, PREVIEW_NAME)],
+            embed=report_embed(checked, warnings, notice=self.notice() if first_use else ""),
+            attachments=[_file(checked.preview_png, PREVIEW_NAME)],
             view=draft_view(draft.draft_id, checked.verdict, crop_sha is not None))
+
+    def notice(self) -> str:
+        return consent_notice(self.bot.config.store.retention_days)
 
     async def edit(self, interaction: discord.Interaction[Any], text: str) -> None:
         await interaction.edit_original_response(content=text, embed=None, attachments=[], view=None)
@@ -400,16 +404,16 @@ class Flows:
         checked = await self.photo_from(attachment)
         if isinstance(checked, str):
             return await self.edit(interaction, checked)
+        first_use = await self.bot.store.touch_person(str(interaction.user.id))
         saved = await self._keep_reference(str(interaction.user.id), checked, replace=replace)
         await interaction.edit_original_response(
-            embed=report_embed(checked, saved=saved), attachments=[_file(checked.preview_png, PREVIEW_NAME)],
-            view=None)
+            embed=report_embed(checked, saved=saved, notice=self.notice() if first_use else ""),
+            attachments=[_file(checked.preview_png, PREVIEW_NAME)], view=None)
 
     async def _keep_reference(self, user_id: str, checked: PhotoCheck, *, replace: bool) -> str:
         """Stores a photo that passed or warned; says what happened in one line."""
         if checked.verdict == "fail":
             return "Not saved: fix the problem above and send it again."
-        await self.bot.store.touch_person(user_id)
         try:
             await self.bot.store.add_reference(user_id, checked.photo, checked.verdict, checked.messages,
                                                replace=replace)

@@ -20,9 +20,20 @@ AI_LABEL = "AI-generated image"
 PREVIEW_NAME = "preview.png"
 
 
-def report_embed(check: PhotoCheck, warnings: Sequence[PromptWarning] = (), *, saved: str = "") -> discord.Embed:
+def consent_notice(retention_days: float) -> str:
+    """Shown once, the first time someone uses the bot."""
+    days = f"{retention_days:g} day{'s' if retention_days != 1 else ''}"
+    return ("Only use photos of **yourself**, or of someone who agreed to it. Every portrait is AI-generated and "
+            f"labelled as such. Your photos and portraits are kept for {days} after their last use, or until you "
+            "run `/forget`.")
+
+
+def report_embed(check: PhotoCheck, warnings: Sequence[PromptWarning] = (), *, saved: str = "",
+                 notice: str = "") -> discord.Embed:
     """The quality report: verdict, at most three pieces of advice, the annotated preview."""
     embed = discord.Embed(title=VERDICT_TITLES.get(check.verdict, check.verdict), colour=COLOURS.get(check.verdict))
+    if notice:
+        embed.add_field(name="Before you start", value=notice, inline=False)
     if check.messages:
         embed.description = "\n".join(f"• {message}" for message in check.messages[:3])
     else:

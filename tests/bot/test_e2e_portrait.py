@@ -226,3 +226,22 @@ def test_progress_edits_are_throttled_and_show_steps(tmp_path: Path) -> None:
             assert any("steps" in text for text in seen)
 
     run(body)
+
+
+def test_consent_notice_on_first_use_only_and_results_labelled(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator()) as w:
+            emu = w.emu
+            first = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo())})
+            report = await first.wait_message(lambda m: m.get("embeds"), timeout=20)
+            assert "Before you start" in text_of(report) and "yourself" in text_of(report)
+            result = await result_of(await emu.click(w.alice, report, buttons(report)["Generate"]))
+            assert "AI-generated" in (result.get("content") or "")
+            assert "AI-generated" in text_of(result)
+            second = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo())})
+            again = await second.wait_message(lambda m: m.get("embeds"), timeout=20)
+            assert "Before you start" not in text_of(again)
+            ref = await w.slash(w.bob, "reference", {"photo": emu.attachment(photo())}, subcommand="set")
+            await ephemeral_reply(ref, "Before you start", timeout=20)
+
+    run(body)
