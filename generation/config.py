@@ -120,6 +120,8 @@ class GenerationConfig:
     retry_attempts: int = _setting(1, _between(0, 5))
     # Prompts with explicit wording: "block" refuses the job, "warn" strips the words, "allow".
     nsfw_policy: str = _setting("block", _one_of("block", "warn", "allow"))
+    # Check every output with the Stable Diffusion safety checker; flagged images are withheld.
+    safety_checker: bool = _setting(False)
     # Never download: load models only from the Hugging Face cache or the local paths below.
     offline: bool = _setting(False)
     # Hugging Face cache folder; empty = the default (~/.cache/huggingface/hub or $HF_HOME).
@@ -148,6 +150,9 @@ class ModelsConfig:
     lcm: str = _setting("latent-consistency/lcm-lora-sdxl")
     lcm_revision: str = _setting("main")
     lcm_path: str = _setting("")
+    safety_checker: str = _setting("CompVis/stable-diffusion-safety-checker")
+    safety_checker_revision: str = _setting("main")
+    safety_checker_path: str = _setting("")
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,16 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Serve GET /metrics (Prometheus) and GET /healthz from the bot process.
+    enabled: bool = _setting(True)
+    # Loopback by default: the endpoints are unauthenticated. Inside Docker use 0.0.0.0.
+    host: str = _setting("127.0.0.1")
+    # 0 picks a free port (tests).
+    port: int = _setting(9464, _between(0, 65535))
+
+
+@dataclass(frozen=True)
 class Config:
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
@@ -219,6 +234,7 @@ class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """All settings as a dict with secrets masked, safe to log or print."""

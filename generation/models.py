@@ -23,6 +23,7 @@ ROLES = {
     "image_encoder": "CLIP ViT-H image encoder",
     "lightning": "SDXL-Lightning LoRA",
     "lcm": "LCM-LoRA for SDXL",
+    "safety_checker": "Stable Diffusion safety checker",
 }
 
 

@@ -20,14 +20,17 @@ from generation.likeness import ReferenceSetError
 from generation.pipelines.types import Backend, GenerationError
 from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
 from generation.queue.base import JobFailed, Progress
+from generation.safety import SafetyChecker
 
 
 class EngineRunner:
-    def __init__(self, engine: Engine, conditioning: FaceAnalyzer, likeness: FaceAnalyzer, config: Config) -> None:
+    def __init__(self, engine: Engine, conditioning: FaceAnalyzer, likeness: FaceAnalyzer, config: Config,
+                 safety: SafetyChecker | None = None) -> None:
         self.engine = engine
         self.conditioning = conditioning
         self.likeness = likeness
         self.config = config
+        self.safety = safety
 
     @classmethod
     def from_config(cls, config: Config, backend: Backend | None = None) -> EngineRunner:
@@ -37,7 +40,9 @@ class EngineRunner:
 
         likeness = DlibAnalyzer()
         backend = backend or load_backend(config)
-        return cls(Engine(backend, likeness, config.generation), conditioning_analyzer(config), likeness, config)
+        safety = SafetyChecker.load(config.generation, config.models) if config.generation.safety_checker else None
+        return cls(Engine(backend, likeness, config.generation), conditioning_analyzer(config), likeness, config,
+                   safety)
 
     def _photos(self, spec: JobSpec) -> list:
         images = self.config.images
@@ -71,6 +76,13 @@ class EngineRunner:
             outcome = self.engine.run(job, reference, on_progress)
         except (PromptRejectedError, UnknownStyleError, UnknownFramingError, GenerationError) as exc:
             raise JobFailed(str(exc)) from None
+        portraits = outcome.portraits
+        if self.safety is not None:
+            flags = self.safety.flagged([p.image for p in portraits])
+            portraits = [p for p, flagged in zip(portraits, flags, strict=True) if not flagged]
+            if not portraits:
+                raise JobFailed("The safety checker withheld every image of this portrait. "
+                                "Try a different prompt or style.")
         return [
             ResultImage(
                 png=base64.b64encode(encode_png(p.image)).decode("ascii"),
@@ -80,7 +92,7 @@ class EngineRunner:
                 face_found=p.face_found,
                 refined=p.refined,
             )
-            for p in outcome.portraits
+            for p in portraits
         ]
 
 

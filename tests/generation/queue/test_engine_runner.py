@@ -71,3 +71,33 @@ def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_safety_checker_withholds_flagged_images(tmp_path: Path, tiny_configs, instantid_backend) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from safety_model import build_safety_checker
+
+    generation, models = tiny_configs
+    tiny_onnx.make_pack(tmp_path / "insightface" / "models" / "antelopev2", pack="antelopev2")
+
+    def runner_for(flag_everything: bool) -> EngineRunner:
+        folder = build_safety_checker(tmp_path / f"safety-{flag_everything}", flag_everything=flag_everything)
+        config = Config(faces=FacesConfig(insightface_root=str(tmp_path / "insightface"), insightface_download=False),
+                        generation=dataclasses.replace(generation, retry_attempts=0, safety_checker=True),
+                        models=dataclasses.replace(models, safety_checker_path=str(folder)))
+        return EngineRunner.from_config(config, backend=instantid_backend)
+
+    async def one_job(runner: EngineRunner, name: str):
+        async with LocalQueue(tmp_path / f"{name}.db", runner) as queue:
+            events = queue.subscribe()
+            job = JobSpec(user_id="u", guild_id="g", count=2, seed=1, references=(_square_photo(),))
+            await queue.submit(job)
+            while True:
+                event = await asyncio.wait_for(events.get(), 60)
+                if event.kind in (EventKind.DONE, EventKind.FAILED):
+                    return event
+
+    withheld = asyncio.run(one_job(runner_for(True), "strict"))
+    assert withheld.kind == EventKind.FAILED and "safety checker" in withheld.reason
+    passed = asyncio.run(one_job(runner_for(False), "lenient"))
+    assert passed.kind == EventKind.DONE and len(passed.results) == 2
