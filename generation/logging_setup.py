@@ -10,11 +10,17 @@ import sys
 # Discord bot tokens: three base64url parts separated by dots; also "Bot <token>" headers.
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
 _AUTH_PATTERN = re.compile(r"(Authorization['\"]?\s*[:=]\s*['\"]?)(Bot\s+)?[^\s'\",}]+", re.IGNORECASE)
+# Interaction and webhook tokens travel in URL paths (discord.py logs request URLs at DEBUG).
+_URL_TOKEN_PATTERN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.-]{20,}")
+# Passwords in service URLs (redis://:password@host).
+_URL_PASSWORD_PATTERN = re.compile(r"([a-z][a-z0-9+.-]*://[^:@/\s]*:)[^@/\s]+@", re.IGNORECASE)
 
 
 def scrub(text: str) -> str:
-    """Mask anything that looks like a Discord token or an Authorization header value."""
+    """Mask Discord bot tokens, interaction/webhook tokens in URLs, URL passwords and Authorization values."""
     text = _TOKEN_PATTERN.sub("[token]", text)
+    text = _URL_TOKEN_PATTERN.sub(r"\1[token]", text)
+    text = _URL_PASSWORD_PATTERN.sub(r"\1***@", text)
     return _AUTH_PATTERN.sub(r"\1[redacted]", text)
 
 

@@ -163,3 +163,22 @@ def test_json_logging_scrubs_before_encoding(capsys: pytest.CaptureFixture[str],
     entry = json.loads(err.strip())
     assert "short-secret" not in err
     assert "[redacted]" in entry["message"]
+
+
+def test_interaction_and_webhook_tokens_in_urls_are_masked() -> None:
+    from generation.logging_setup import scrub
+
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDEyMzQ1Njc4OTA6abcDEF_-ghiJKLmnoPQRstuVWXyz0123456789"
+    for url in (f"POST https://discord.com/api/v10/interactions/1234567890/{token}/callback",
+                f"PATCH https://discord.com/api/v10/webhooks/987654321/{token}/messages/@original"):
+        cleaned = scrub(url)
+        assert token not in cleaned and "[token]" in cleaned
+    assert scrub("/webhooks/123/short") == "/webhooks/123/short"  # ids and short paths stay readable
+
+
+def test_passwords_in_service_urls_are_masked() -> None:
+    from generation.logging_setup import scrub
+
+    cleaned = scrub("cannot reach redis://:hunter2secret@redis:6379/0 (timeout)")
+    assert "hunter2secret" not in cleaned and "redis://:***@redis:6379/0" in cleaned
+    assert scrub("https://example.com/a:b") == "https://example.com/a:b"
