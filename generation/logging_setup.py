@@ -12,6 +12,8 @@ _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0
 _AUTH_PATTERN = re.compile(r"(Authorization['\"]?\s*[:=]\s*['\"]?)(Bot\s+)?[^\s'\",}]+", re.IGNORECASE)
 # Interaction and webhook tokens travel in URL paths (discord.py logs request URLs at DEBUG).
 _URL_TOKEN_PATTERN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.-]{20,}")
+# Secret-named fields in logged payloads (discord.py logs gateway events, with interaction tokens, at DEBUG).
+_FIELD_PATTERN = re.compile(r"""(['"]?(?:token|password|secret)['"]?\s*[:=]\s*['"])[^'"]+""", re.IGNORECASE)
 # Passwords in service URLs (redis://:password@host).
 _URL_PASSWORD_PATTERN = re.compile(r"([a-z][a-z0-9+.-]*://[^:@/\s]*:)[^@/\s]+@", re.IGNORECASE)
 
@@ -20,6 +22,7 @@ def scrub(text: str) -> str:
     """Mask Discord bot tokens, interaction/webhook tokens in URLs, URL passwords and Authorization values."""
     text = _TOKEN_PATTERN.sub("[token]", text)
     text = _URL_TOKEN_PATTERN.sub(r"\1[token]", text)
+    text = _FIELD_PATTERN.sub(r"\1[redacted]", text)
     text = _URL_PASSWORD_PATTERN.sub(r"\1***@", text)
     return _AUTH_PATTERN.sub(r"\1[redacted]", text)
 

@@ -182,3 +182,12 @@ def test_passwords_in_service_urls_are_masked() -> None:
     cleaned = scrub("cannot reach redis://:hunter2secret@redis:6379/0 (timeout)")
     assert "hunter2secret" not in cleaned and "redis://:***@redis:6379/0" in cleaned
     assert scrub("https://example.com/a:b") == "https://example.com/a:b"
+
+
+def test_secret_fields_in_logged_payloads_are_masked() -> None:
+    from generation.logging_setup import scrub
+
+    payload = "{'type': 2, 'token': 'aW50ZXJhY3Rpb246c2VjcmV0', 'id': '123', \"password\": \"pw-value\"}"
+    cleaned = scrub(payload)
+    assert "aW50ZXJhY3Rpb246c2VjcmV0" not in cleaned and "pw-value" not in cleaned
+    assert "'id': '123'" in cleaned and "'type': 2" in cleaned
