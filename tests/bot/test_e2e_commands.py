@@ -10,6 +10,8 @@ from emulator import EmulatorUsageError
 from fake_generator import FastGenerator
 from harness import buttons, ephemeral_reply, photo, result_of, run, text_of, world
 
+from bot.store import GuildSettings
+
 
 def _files(root: Path) -> set[str]:
     return {p.name for p in root.rglob("*") if p.is_file() and p.suffix not in (".db", ".db-wal", ".db-shm")
@@ -120,6 +122,13 @@ def test_admin_settings_channels_limits_policy(tmp_path: Path) -> None:
             # Discord hides the command from people without Manage Server (default_member_permissions).
             with pytest.raises(EmulatorUsageError, match="needs permissions"):
                 await w.slash(w.alice, "settings", {"channel": w.channel, "allowed": True}, subcommand="channel")
+            # An integration override can show it to anyone: the bot still checks on every call.
+            emu.allow_command(w.guild, "settings", w.alice)
+            for sub, options in (("channel", {"channel": w.channel, "allowed": True}), ("show", {}),
+                                 ("limits", {"per_user": 50}), ("content", {"policy": "allow"})):
+                denied = await w.slash(w.alice, "settings", options, subcommand=sub)
+                await ephemeral_reply(denied, "Manage Server")
+            assert await w.bot.store.guild_settings(w.guild.id) == GuildSettings(w.guild.id)
             allow = await w.slash(w.admin, "settings", {"channel": w.channel, "allowed": True}, subcommand="channel")
             await ephemeral_reply(allow, "Allowed")
             elsewhere = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo())}, channel=w.other_channel)

@@ -88,6 +88,7 @@ class DiscordEmulator:
         self.channels: dict[str, Channel] = {}
         self._dms: dict[str, Channel] = {}
         self._commands: dict[str | None, list[dict[str, Any]]] = {}
+        self.command_overrides: set[tuple[str | None, str, str]] = set()  # (guild, command, user) allowed
         self.command_syncs: list[tuple[str | None, float]] = []  # (guild id or None, wall time)
         self.store = MessageStore(self.ids, self.clock)
         self.interactions: dict[str, Interaction] = {}
@@ -242,6 +243,11 @@ class DiscordEmulator:
         """Commands the bot registered: global ones, or one guild's."""
         key = None if guild is None else (guild.id if isinstance(guild, Guild) else str(guild))
         return list(self._commands.get(key, []))
+
+    def allow_command(self, guild: GuildRef, name: str, user: User) -> None:
+        """Discord's per-server command permission override (Server Settings → Integrations): ``user`` sees
+        ``name`` whatever its default_member_permissions say — so the bot must check permissions itself."""
+        self.command_overrides.add((self._guild(guild).id, name, user.id))
 
     def set_commands(self, guild_id: str | None, commands: list[dict[str, Any]]) -> None:
         self._commands[guild_id] = commands
