@@ -207,6 +207,15 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(run_worker(args.config, redis_url=args.redis_url, name=args.name))
 
 
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    """One table of what is ready and what is not, so a server owner knows before starting the bot."""
+    from generation.doctor import failed, format_table, run_doctor, to_json
+
+    checks = run_doctor(config, online=args.online, worker=args.worker)
+    print(to_json(checks) if args.json else format_table(checks))
+    return 1 if failed(checks) else 0
+
+
 def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
     """The command line; ``add_commands`` lets bot/ add `closeup bot` without generation/ importing Discord."""
     parser = _Parser(prog="closeup", description="Identity-locked AI portraits from one selfie.")
@@ -246,6 +255,18 @@ def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.
     worker.add_argument("--redis-url", help="override queue.redis_url")
     worker.add_argument("--name", help="worker name (default: host name and process id)")
     worker.set_defaults(func=cmd_worker)
+
+    doctor = sub.add_parser("doctor", help="check what is ready before starting: packages, GPU, models, Redis, "
+                            "folders, disk, token", description="Runs offline in a few seconds and never shows "
+                            "secrets. Exit code: 0 nothing failed (warnings allowed), 1 something failed, "
+                            "3 unreadable config, 64 bad command line.")
+    doctor.add_argument("--online", action="store_true",
+                        help="also try the Discord token with Discord, and reach Hugging Face (download sizes)")
+    doctor.add_argument("--json", action="store_true", help="print the rows as JSON")
+    doctor.add_argument("--worker", action="store_true",
+                        help="judge this machine as a `closeup worker` host: generation needs are hard requirements, "
+                        "no Discord token needed")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 
