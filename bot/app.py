@@ -26,7 +26,9 @@ from bot.downloads import fetch_attachment
 from bot.flows import Flows
 from bot.imaging import PhotoCheck, check_photo
 from bot.limits import CommandRate, EditBudget
+from bot.metrics import Metrics
 from bot.store import Store
+from bot.web import StatusServer, serve_status
 from generation.config import Config
 from generation.faces.types import FaceAnalyzer
 from generation.queue.base import Runner
@@ -63,9 +65,13 @@ class CloseupBot(commands.Bot):
                  analyzer: FaceAnalyzer | None = None,
                  connector_factory: Callable[[], aiohttp.BaseConnector] | None = None) -> None:
         intents = discord.Intents.default()  # no message-content intent: replies must mention the bot
+        metrics = Metrics()
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          allowed_mentions=discord.AllowedMentions.none(),
-                         connector=connector_factory() if connector_factory else None)
+                         connector=connector_factory() if connector_factory else None,
+                         http_trace=metrics.trace_config())
+        self.metrics = metrics
+        self.web_server: StatusServer | None = None  # /metrics and /healthz (self.web is the CDN session)
         self.config = config
         self._runner = runner
         self._analyzer = analyzer
@@ -101,6 +107,7 @@ class CloseupBot(commands.Bot):
             await self.sync_commands()
         await self.delivery.start()
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="closeup-sweep"))
+        self.web_server = await serve_status(self)
         self.ready_for_jobs.set()
 
     async def close(self) -> None:
@@ -110,6 +117,8 @@ class CloseupBot(commands.Bot):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.web_server is not None:
+            await self.web_server.close()
         await self.delivery.close()
         if self.queue is not None:
             with contextlib.suppress(Exception):
@@ -119,6 +128,9 @@ class CloseupBot(commands.Bot):
             await self.web.close()
         self._checks.shutdown(wait=False, cancel_futures=True)
         await super().close()
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        self.metrics.observe_interaction(interaction)
 
     async def sync_commands(self) -> None:
         """Register commands only when they changed: Discord allows 200 creations a day per server."""

@@ -105,6 +105,7 @@ class Delivery:
         return lane
 
     def _feed(self, event: JobEvent) -> None:
+        self.bot.metrics.observe_event(event)
         lane = self._lane(event.job_id)
         if event.kind in (EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED):
             lane.final = event
@@ -166,6 +167,7 @@ class Delivery:
         try:
             lane.record = await self._edit(record, content=text)
         except discord.HTTPException as exc:
+            self.bot.metrics.observe_discord_error(exc.status, exc.code)
             log.info("progress edit for job %s failed (%s); the next one will carry on", record.job_id, exc.status)
 
     async def _finish(self, record: JobRecord, event: JobEvent) -> None:
@@ -177,6 +179,7 @@ class Delivery:
                 await self._deliver_final(record, event)
                 break
             except discord.HTTPException as exc:
+                self.bot.metrics.observe_discord_error(exc.status, exc.code)
                 log.warning("delivering job %s: Discord said %s (attempt %d)", record.job_id, exc.status, attempt + 1)
                 await asyncio.sleep(2**attempt)
                 record = await self.bot.store.job(record.job_id) or record
@@ -226,10 +229,12 @@ class Delivery:
             try:
                 self.rest_calls += 1
                 await webhook.edit_message(int(record.progress_message_id), **fields)
+                self.bot.metrics.observe_delivery("webhook")
                 return record
             except discord.HTTPException as exc:
                 if exc.code not in TOKEN_GONE and exc.status != 401:
                     raise
+                self.bot.metrics.observe_discord_error(exc.status, exc.code)
                 log.info("interaction token of job %s expired; using the channel", record.job_id)
             # The interaction message can no longer be edited: its replacement lives in the channel.
             await self.bot.store.update_job(record.job_id, interaction_token="", progress_message_id=None)
@@ -246,6 +251,7 @@ class Delivery:
             if files:
                 fields["attachments"] = files
             await channel.get_partial_message(int(record.progress_message_id)).edit(**fields)
+            self.bot.metrics.observe_delivery("channel")
             return record
         kwargs: dict[str, Any] = dict(fields)
         if files:
@@ -255,13 +261,16 @@ class Delivery:
             channel = self.bot.get_partial_messageable(int(channel_id))
             self.rest_calls += 1
             message = await channel.send(allowed_mentions=mention, **kwargs)
-        except discord.Forbidden:
+            self.bot.metrics.observe_delivery("channel")
+        except discord.Forbidden as exc:
+            self.bot.metrics.observe_discord_error(exc.status, exc.code)
             log.info("cannot post in channel %s; sending job %s by direct message", channel_id, record.job_id)
             for file in files or []:
                 file.reset()
             self.rest_calls += 2
             dm = await self.bot.create_dm(discord.Object(int(record.user_id)))
             message = await dm.send(**kwargs)
+            self.bot.metrics.observe_delivery("dm")
             channel_id = str(dm.id)
         changed = {"progress_message_id": str(message.id), "channel_id": channel_id}
         await self.bot.store.update_job(record.job_id, **changed)

@@ -104,6 +104,7 @@ class Flows:
         try:
             await self.say(interaction, text)
         except discord.HTTPException as exc:
+            self.bot.metrics.observe_discord_error(exc.status, exc.code)
             log.info("could not tell the person about an error either (%s)", exc.status)
 
     async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
@@ -150,9 +151,11 @@ class Flows:
         except DownloadError as exc:
             return exc.user_message
         try:
-            return await self.bot.check(data)
+            checked = await self.bot.check(data)
         except ImageError as exc:
             return exc.user_message
+        self.bot.metrics.observe_check(checked)
+        return checked
 
     # ------------------------------------------------------------------ /portrait
 
@@ -326,7 +329,8 @@ class Flows:
             await self.bot.store.delete_job(job_id)
             try:
                 await interaction.delete_original_response()
-            except discord.HTTPException:
+            except discord.HTTPException as exc:
+                self.bot.metrics.observe_discord_error(exc.status, exc.code)
                 await interaction.edit_original_response(content="Deleted.", embeds=[], attachments=[], view=None)
             return
         spec = JobSpec.from_json(record.spec_json)

@@ -44,6 +44,7 @@ def bot_config(data: Path, **bot_settings: Any) -> Config:
         store=dataclasses.replace(config.store, data_dir=str(data / "store")),
         queue=dataclasses.replace(config.queue, path=str(data / "queue.db")),
         bot=dataclasses.replace(config.bot, **{"edit_interval_s": 0.2, "command_rate": 1000, **bot_settings}),
+        metrics=dataclasses.replace(config.metrics, port=0),  # a free port: tests may run bots side by side
     )
 
 
