@@ -37,7 +37,6 @@ import torch  # noqa: E402
 
 from generation.config import GenerationConfig, ModelsConfig  # noqa: E402
 from generation.engine import Engine, PortraitJob, Reference  # noqa: E402
-from generation.faces.dlib_backend import DlibAnalyzer  # noqa: E402
 from generation.faces.types import Face, HeadPose  # noqa: E402
 from generation.likeness import combine_references  # noqa: E402
 from generation.pipelines.framing import draw_keypoints  # noqa: E402
@@ -47,7 +46,7 @@ from generation.pipelines.types import GenerationRequest  # noqa: E402
 KEYPOINTS = np.array([[380, 420], [640, 420], [510, 560], [410, 680], [610, 680]], dtype=float)
 
 
-def _reference(analyzer: DlibAnalyzer) -> Reference:
+def _reference(analyzer) -> Reference:  # a DlibAnalyzer (imported where used: full-size mode needs no dlib)
     from generation.images import load_image_file
 
     photo = load_image_file(ROOT / "tests" / "fixtures" / "faces" / "obama.jpg", max_side=1024)
@@ -76,6 +75,8 @@ def tiny(runs: int) -> None:
                                       retry_attempts=0, likeness_threshold=0.0)
         models = ModelsConfig(base_path=str(paths["base"]), instantid_path=str(paths["identitynet"].parent))
         backend = InstantIDBackend.load(generation, models)
+        from generation.faces.dlib_backend import DlibAnalyzer
+
         analyzer = DlibAnalyzer()
         reference = _reference(analyzer)
         engine = Engine(backend, analyzer, generation)
