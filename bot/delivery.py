@@ -29,7 +29,7 @@ import discord
 from bot.components import result_view
 from bot.imaging import FittedImage, fit_images
 from bot.render import likeness_line, progress_text, results_embed
-from bot.store import JobRecord
+from bot.store import JobRecord, StoreError
 from generation.jobs import EventKind, JobEvent, JobSpec, ResultImage
 
 if TYPE_CHECKING:
@@ -41,7 +41,9 @@ FINISHED = {"done", "failed", "cancelled"}
 TOKEN_MARGIN_S = 30.0  # stop using a token this long before Discord's 15 minutes run out
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MESSAGE_TOTAL_LIMIT = 25 * 1024 * 1024
-TOKEN_GONE = {50027, 10015}  # invalid webhook token, unknown webhook
+TOKEN_GONE = {50027, 10015}
+FINAL_ATTEMPTS = 8  # about two minutes of retries (1, 2, 4, ... 30 s) before the catch-up takes over
+CATCH_UP_EVERY_S = 60.0  # invalid webhook token, unknown webhook
 
 
 @dataclass
@@ -63,19 +65,35 @@ class Delivery:
         self._lanes: dict[str, _Lane] = {}
         self._events: asyncio.Queue[JobEvent] | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._catch_up_task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.rest_calls = 0  # webhook + channel calls made for jobs (benchmarks)
 
     async def start(self) -> None:
         self._events = self.bot.queue.subscribe()
         self._pump = asyncio.create_task(self._pump_events(), name="closeup-delivery")
+        self._catch_up_task = asyncio.create_task(self._catch_up_forever(), name="closeup-delivery-catch-up")
+        await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Finished jobs the queue still holds undelivered (after a restart, or a delivery that gave up)."""
         for event in await self.bot.queue.undelivered():
-            self._feed(event)
+            if event.job_id not in self._lanes:
+                self._feed(event)
+
+    async def _catch_up_forever(self) -> None:
+        while True:
+            await asyncio.sleep(CATCH_UP_EVERY_S)
+            try:
+                await self._catch_up()
+            except Exception as exc:  # the queue's storage is down: next time
+                log.warning("looking for undelivered results failed: %s", exc)
 
     async def close(self) -> None:
         if self._events is not None:
             self.bot.queue.unsubscribe(self._events)
-        tasks = [t for t in [self._pump, *(lane.task for lane in self._lanes.values())] if t is not None]
+        tasks = [t for t in [self._pump, self._catch_up_task, *(lane.task for lane in self._lanes.values())]
+                 if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -174,19 +192,22 @@ class Delivery:
         if record.state in FINISHED:  # delivered before a restart, only the ack was missing
             await self.bot.queue.ack(record.job_id)
             return
-        for attempt in range(5):
+        for attempt in range(FINAL_ATTEMPTS):
             try:
                 await self._deliver_final(record, event)
+                await self.bot.store.update_job(record.job_id, state=str(event.kind), finished_at=time.time())
                 break
             except discord.HTTPException as exc:
                 self.bot.metrics.observe_discord_error(exc.status, exc.code)
                 log.warning("delivering job %s: Discord said %s (attempt %d)", record.job_id, exc.status, attempt + 1)
-                await asyncio.sleep(2**attempt)
+            except StoreError as exc:  # locked or full: the results wait in the queue until it clears
+                log.warning("delivering job %s: %s (attempt %d)", record.job_id, exc, attempt + 1)
+            await asyncio.sleep(min(2**attempt, 30))
+            with contextlib.suppress(StoreError):
                 record = await self.bot.store.job(record.job_id) or record
         else:
-            log.error("job %s could not be delivered; it will be tried again after a restart", record.job_id)
+            log.error("job %s could not be delivered yet; it is tried again in a minute", record.job_id)
             return
-        await self.bot.store.update_job(record.job_id, state=str(event.kind), finished_at=time.time())
         await self.bot.queue.ack(record.job_id)
         self.delivered += 1
 

@@ -270,9 +270,15 @@ class Flows:
             await self.bot.store.save_job(record)
             try:
                 queued = await self.bot.queue.submit(spec)
-            except (QueueLimitError, QueueStorageError) as exc:
+            except QueueLimitError as exc:
                 await self.bot.store.delete_job(spec.job_id)
-                await self._tell(interaction, reply_to, getattr(exc, "user_message", None) or str(exc))
+                await self._tell(interaction, reply_to, exc.user_message)
+                return False
+            except QueueStorageError as exc:  # the details (paths, what to fix) are for the host's log
+                log.error("queueing a job failed: %s", exc)
+                await self.bot.store.delete_job(spec.job_id)
+                await self._tell(interaction, reply_to, "I couldn't queue your portrait just now: the bot's job "
+                                 "storage is locked or full. Nothing was queued; please try again in a minute.")
                 return False
             text = progress_text(queued, options.prompt, user_id)
             if interaction is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -61,6 +62,7 @@ CREATE INDEX IF NOT EXISTS jobs_scheduling ON jobs(state, job_id, user_id, guild
 CREATE INDEX IF NOT EXISTS jobs_undelivered ON jobs(delivered, state);
 """
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # backoff while the journal is locked or the disk is full
 
 
 def _storage_error(exc: sqlite3.Error, path: Path) -> QueueStorageError:
@@ -194,7 +196,8 @@ class LocalQueue:
                 )
             sql.execute("COMMIT")
         except BaseException:
-            sql.execute("ROLLBACK")
+            if sql.in_transaction:  # SQLite has already rolled back after SQLITE_FULL or an I/O error
+                sql.execute("ROLLBACK")
             raise
         return self._position(spec.job_id)
 
@@ -232,9 +235,16 @@ class LocalQueue:
         return None
 
     def _finish(self, job_id: str, state: JobState, event: JobEvent) -> None:
-        self._sql.execute(
-            "UPDATE jobs SET state = ?, finished_at = ?, reason = ?, final_event = ?, delivered = 0 WHERE job_id = ?",
-            (state, time.time(), event.reason, event.to_json(), job_id),
+        sql = self._sql
+        row = sql.execute("SELECT spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        spec = row[0] if row else "{}"
+        with contextlib.suppress(JobFormatError):  # a foreign entry is kept as it was, for its reason
+            # A finished job never runs again: its reference photos (hundreds of KB) need not stay on disk.
+            spec = dataclasses.replace(JobSpec.from_json(spec), references=()).to_json()
+        sql.execute(
+            "UPDATE jobs SET state = ?, finished_at = ?, reason = ?, final_event = ?, delivered = 0, spec = ? "
+            "WHERE job_id = ?",
+            (state, time.time(), event.reason, event.to_json(), spec, job_id),
         )
 
     def _requeue(self, job_id: str, *, failed: bool = False, smaller: bool = False, refund: bool = False) -> int:
@@ -357,17 +367,28 @@ class LocalQueue:
         return removed
 
     async def _work(self) -> None:
+        """Take jobs until stopped; a journal that is locked or full pauses the worker, never ends it."""
+        delay = RETRY_FIRST_S
         while not self._stopping:
-            if time.time() - self._last_sweep > 3600:
-                await self.sweep()
-            claimed = await self._db(self._claim_next)
-            if claimed is None:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=1.0)
-                continue
-            spec, attempts, smaller = claimed
-            await self._run_one(spec, attempts, smaller)
+            try:
+                await self._work_once()
+                delay = RETRY_FIRST_S
+            except QueueStorageError as exc:
+                log.error("%s The worker waits %.1f s and tries again.", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _work_once(self) -> None:
+        if time.time() - self._last_sweep > 3600:
+            await self.sweep()
+        claimed = await self._db(self._claim_next)
+        if claimed is None:
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=1.0)
+            return
+        spec, attempts, smaller = claimed
+        await self._run_one(spec, attempts, smaller)
 
     async def _run_one(self, spec: JobSpec, attempts: int, smaller: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -429,7 +450,19 @@ class LocalQueue:
             self._wakeup.set()
 
     async def _end(self, job_id: str, state: JobState, event: JobEvent) -> None:
-        await self._db(self._finish, job_id, state, event)  # journal first, then announce
+        """Journal first, then announce. A finished job's outcome is worth waiting for: a locked or full
+        journal is retried until it takes the write (or the queue is closing)."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                await self._db(self._finish, job_id, state, event)
+                break
+            except QueueStorageError as exc:
+                if self._stopping:
+                    raise
+                log.error("%s Recording how job %s ended is retried in %.1f s.", exc, job_id, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
         self._emit(event)
 
 

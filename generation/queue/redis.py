@@ -184,6 +184,11 @@ local function finish(job, expect, ticket, state, event, reason, now, ttl, maxle
   if f[1] ~= expect or (expect == 'running' and f[2] ~= ticket) then return 0 end
   redis.call('HSET', key, 'state', state, 'reason', reason, 'final_event', event, 'delivered', '0',
              'finished_at', now)
+  -- A finished job never runs again: drop its reference photos (base64, hundreds of KB) from memory.
+  local spec = redis.call('HGET', key, 'spec')
+  if spec then
+    redis.call('HSET', key, 'spec', (string.gsub(spec, '"references":%b[]', '"references":[]', 1)))
+  end
   if add_failure == '1' then redis.call('HINCRBY', key, 'failures', 1) end
   if f[3] then redis.call('ZREM', p .. 'waiting', f[3]) end
   redis.call('HDEL', p .. 'active', job)
