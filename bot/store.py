@@ -266,12 +266,18 @@ def _storage_error(exc: sqlite3.Error, path: Path) -> StoreError:
     if "malformed" in text or "not a database" in text:
         return StoreError(f"The bot's store {path} is damaged. Stop the bot and move the file aside; the bot "
                           "starts a fresh one (saved reference photos are lost).")
+    if "disk i/o error" in text:
+        return StoreError(f"Writing the bot's store {path} failed at the disk (full, over a size limit, or "
+                          "failing). Check free space and the disk; nothing was half-written.")
     return StoreError(f"The bot's store {path} failed: {exc}")
 
 
 def _file_error(exc: OSError, folder: Path) -> StoreError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StoreError(f"The disk holding {folder} is full. Free some space and try again.")
+    if exc.errno == errno.EFBIG:
+        return StoreError(f"A file in {folder} hit the largest file size this system allows (a ulimit or quota); "
+                          "raise the limit or free space and try again.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StoreError(f"The bot cannot write to {folder}: check the data folder's permissions "
                           "(the bot's user must own it).")

@@ -115,6 +115,8 @@ def _describe_unknown(data: bytes) -> str | None:
         return "a BMP image"
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "a TIFF image"
+    if b"\x00" in data[:512]:  # binary (an executable, an archive): valid UTF-8 but not text
+        return None
     try:
         # Incremental decoding: a character cut by the 512-byte window is still text.
         codecs.getincrementaldecoder("utf-8")().decode(data[:512], final=False)

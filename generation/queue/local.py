@@ -75,6 +75,9 @@ def _storage_error(exc: sqlite3.Error, path: Path) -> QueueStorageError:
                                  "was lost.")
     if "readonly" in text or "read-only" in text or "unable to open" in text:
         return QueueStorageError(f"The job journal {path} cannot be written: check the folder's permissions.")
+    if "disk i/o error" in text:
+        return QueueStorageError(f"Writing the job journal {path} failed at the disk (full, over a size limit, or "
+                                 "failing). Check free space and the disk; no job was lost.")
     return QueueStorageError(f"The job journal {path} failed: {exc}")
 
 

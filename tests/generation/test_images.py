@@ -345,3 +345,14 @@ def test_animation_refused_by_default_with_clear_message() -> None:
             load_image(case.data)
         assert_user_message(info.value)
         assert "JPEG" in info.value.user_message
+
+
+def test_binary_files_with_nul_bytes_are_not_called_text() -> None:
+    import pytest
+
+    from generation.images import UnsupportedFormatError, load_image
+
+    elf = b"\x7fELF\x02\x01\x01" + b"\x00" * 600
+    with pytest.raises(UnsupportedFormatError) as caught:
+        load_image(elf)
+    assert "text file" not in caught.value.user_message
