@@ -278,6 +278,9 @@ class Delivery:
         if files:
             kwargs["files"] = files
         channel_id = record.channel_id
+        # A nonce Discord enforces: if the bot dies after this post but before recording it, the
+        # post after the restart returns the same message instead of a visible duplicate.
+        kwargs["nonce"] = record.job_id[:24]
         try:
             channel = self.bot.get_partial_messageable(int(channel_id))
             self.rest_calls += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -201,5 +202,35 @@ def test_expired_token_and_no_channel_permission_falls_back_to_a_dm(tmp_path: Pa
             assert "likeness" in text_of(done)
             # Progress after the switch and the results share one DM message, not one per edit.
             assert len([m for m in emu.channel_messages(dm) if m["author"]["id"] == emu.bot_user.id]) == 1
+
+    run(body)
+
+
+def test_a_channel_post_repeated_after_a_crash_is_not_a_duplicate(tmp_path: Path) -> None:
+    """The bot may die after Discord took a channel post but before the store recorded it; the post it
+    makes again after the restart carries the same enforced nonce, so Discord returns the first one."""
+    gate = threading.Event()
+    generator = FastGenerator(gate=gate)
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            inter = await w.slash(w.alice, "portrait")
+            await inter.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            emu.clock.advance(16 * 60)
+            gate.set()
+            await emu.wait_until(lambda: any(m.get("attachments") and m.get("interaction_metadata") is None
+                                             for m in emu.channel_messages(w.channel)), timeout=20,
+                                 what="results in the channel")
+            job_id = generator.seen[0].job_id
+            record = await w.bot.store.job(job_id)
+            # Replay the crash: the store forgets the post, and the same job posts again.
+            await w.bot.store.update_job(job_id, progress_message_id=None)
+            again = await w.bot.delivery._channel_message(dataclasses.replace(record, progress_message_id=None),
+                                                          content="again")
+            posted = [m for m in emu.channel_messages(w.channel) if m.get("interaction_metadata") is None
+                      and m["author"]["id"] == emu.bot_user.id]
+            assert len(posted) == 1 and again.progress_message_id == posted[0]["id"]
 
     run(body)

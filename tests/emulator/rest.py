@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 API_PREFIX = "/api/v10"
 MAX_CONTENT = 2000
+NONCE_WINDOW_S = 5 * 60  # how long Discord remembers an enforced nonce ("the past few minutes")
 MAX_REQUEST_BYTES = 25 * 1024 * 1024
 SUPPRESS_EMBEDS = 1 << 2
 SUPPRESS_NOTIFICATIONS = 1 << 12
@@ -541,15 +542,32 @@ class RestApi:
         body = call.json
         if _is_empty(body) and not call.uploads:
             raise ApiError(400, 50006, "Cannot send an empty message", rule="empty_message")
+        repeat = self._same_nonce(channel, body)
+        if repeat is not None:  # enforce_nonce: Discord answers with the message it already created
+            return json_response(public(repeat))
         extra: dict[str, Any] = {}
         reference = body.get("message_reference")
         if isinstance(reference, dict):
             extra = self._reference(channel, reference)
         flags = int(body.get("flags") or 0) & (SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | IS_COMPONENTS_V2)
-        message = self.emu.create_bot_message(
-            channel, body, call.uploads, flags, TYPE_REPLY if extra else TYPE_DEFAULT, extra
-        )
+        msg_type = TYPE_REPLY if extra else TYPE_DEFAULT
+        if body.get("nonce") not in (None, ""):
+            extra["nonce"] = str(body["nonce"])
+        extra["_created_clock"] = self.emu.clock.now()
+        message = self.emu.create_bot_message(channel, body, call.uploads, flags, msg_type, extra)
         return json_response(public(message))
+
+    def _same_nonce(self, channel: Channel, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The bot's message in this channel with the same nonce in the last few minutes, when enforced."""
+        nonce = body.get("nonce")
+        if not body.get("enforce_nonce") or nonce in (None, ""):
+            return None
+        recent = self.emu.clock.now() - NONCE_WINDOW_S
+        for message in reversed(self.emu.channel_messages(channel)):
+            if (message.get("nonce") == str(nonce) and message["author"]["id"] == self.emu.bot_user.id
+                    and message.get("_created_clock", 0.0) >= recent):
+                return message
+        return None
 
     def _reference(self, channel: Channel, reference: dict[str, Any]) -> dict[str, Any]:
         target = self.emu.message(str(reference.get("message_id")))
