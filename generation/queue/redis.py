@@ -55,7 +55,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from generation.jobs import EventKind, JobEvent, JobFormatError, JobSpec, JobState
 from generation.queue.base import JobStatus, QueueStorageError
-from generation.queue.scheduler import EtaEstimator, Limits, assign_round, check_caps
+from generation.queue.scheduler import EtaEstimator, Limits, assign_round, check_counts
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,17 @@ class Keys:
     def workers(self) -> str:
         return f"{self.prefix}workers"
 
+    @property
+    def guild_active(self) -> str:
+        """guild id → how many of its jobs are queued or running (the per-server cap, in O(1))."""
+        return f"{self.prefix}gactive"
+
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
+
+    def user_active(self, user_id: str) -> str:
+        """job id → round of this person's queued or running jobs (their cap and next round, in O(1))."""
+        return f"{self.prefix}uactive:{user_id}"
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
@@ -178,7 +187,7 @@ local function release(ticket)
 end
 local function finish(job, expect, ticket, state, event, reason, now, ttl, maxlen, add_failure)
   local key = p .. 'job:' .. job
-  local f = redis.call('HMGET', key, 'state', 'ticket', 'wkey')
+  local f = redis.call('HMGET', key, 'state', 'ticket', 'wkey', 'user_id', 'guild_id')
   if not f[1] then return 0 end
   if ticket ~= '' and f[1] == state and f[2] == ticket then return 1 end
   if f[1] ~= expect or (expect == 'running' and f[2] ~= ticket) then return 0 end
@@ -192,6 +201,9 @@ local function finish(job, expect, ticket, state, event, reason, now, ttl, maxle
   if add_failure == '1' then redis.call('HINCRBY', key, 'failures', 1) end
   if f[3] then redis.call('ZREM', p .. 'waiting', f[3]) end
   redis.call('HDEL', p .. 'active', job)
+  if f[4] and redis.call('HDEL', p .. 'uactive:' .. f[4], job) == 1 and f[5] then
+    redis.call('HINCRBY', p .. 'gactive', f[5], -1)
+  end
   redis.call('HDEL', p .. 'running', job)
   redis.call('SADD', p .. 'undelivered', job)
   redis.call('XADD', p .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', event)
@@ -571,17 +583,20 @@ class RedisQueue:
     async def _try_submit(self, spec: JobSpec) -> JobEvent:
         keys, job_key = self.keys, self.keys.job(spec.job_id)
         async with self._store.client.pipeline(transaction=True) as pipe:
-            await pipe.watch(job_key, keys.active, keys.round)
+            user_key = keys.user_active(spec.user_id)
+            # Only what this job's caps and round depend on is watched and read: the person's own active jobs
+            # and the per-server counts, never the whole queue, so a submit costs the same at 10 or 10,000 jobs.
+            await pipe.watch(job_key, user_key, keys.guild_active, keys.round)
             if await pipe.exists(job_key):
                 await pipe.unwatch()
                 position, eta = await self._position(spec.job_id)
                 event = JobEvent(EventKind.QUEUED, spec.job_id, position=position, eta_s=eta)
                 await self._store.publish(event)
                 return event
-            active = list(_active_entries(await pipe.hgetall(keys.active)))
-            check_caps(spec.user_id, spec.guild_id, [(u, g) for _, u, g, _ in active], self.limits)
+            mine = [int(r) for r in await pipe.hvals(user_key)]
+            in_guild = int(await pipe.hget(keys.guild_active, spec.guild_id) or 0)
+            check_counts(len(mine), in_guild, await pipe.hlen(keys.active), self.limits)
             current = int(float(await pipe.get(keys.round) or 0))
-            mine = [r for _, user, _, r in active if user == spec.user_id]
             round_ = assign_round(current, max(mine) if mine else None)
             enqueued_at = time.time()
             member = waiting_member(spec.priority, enqueued_at, spec.job_id)
@@ -596,6 +611,8 @@ class RedisQueue:
                 "enqueued_at": repr(enqueued_at), "started_at": "", "finished_at": "", "reason": "", "worker": "",
                 "ticket": "", "final_event": "", "delivered": 0, "wkey": member})
             pipe.hset(keys.active, spec.job_id, json.dumps([spec.user_id, spec.guild_id, round_]))
+            pipe.hset(user_key, spec.job_id, round_)
+            pipe.hincrby(keys.guild_active, spec.guild_id, 1)
             pipe.sadd(keys.user(spec.user_id), spec.job_id)
             pipe.expire(keys.user(spec.user_id), self._store.keep_finished_s)
             pipe.zadd(keys.waiting, {member: round_})
@@ -666,8 +683,11 @@ class RedisQueue:
                 for job_id in ids:
                     pipe.hget(self.keys.job(job_id), "state")
                 states = await pipe.execute()
-            doomed = [i for i, state in zip(ids, states, strict=True) if state and state != JobState.RUNNING]
-            keep = [i for i, state in zip(ids, states, strict=True) if state == JobState.RUNNING]
+            # The cancels above finished every queued job; a running one (stopping) or one queued meanwhile stays
+            # active, so the per-person and per-server counts stay true.
+            active = (JobState.RUNNING, JobState.QUEUED)
+            doomed = [i for i, state in zip(ids, states, strict=True) if state and state not in active]
+            keep = [i for i, state in zip(ids, states, strict=True) if state in active]
             async with client.pipeline(transaction=True) as pipe:
                 for job_id in doomed:
                     pipe.delete(self.keys.job(job_id))

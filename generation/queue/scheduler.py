@@ -50,6 +50,11 @@ def check_caps(user_id: str, guild_id: str, active: Iterable[tuple[str, str]], l
         total += 1
         user += active_user == user_id
         guild += active_guild == guild_id
+    check_counts(user, guild, total, limits)
+
+
+def check_counts(user: int, guild: int, total: int, limits: Limits) -> None:
+    """check_caps from counts a store keeps itself: the person's, the server's and all active jobs."""
     if user >= limits.per_user:
         raise QueueLimitError(f"You already have {user} portrait jobs waiting or running (the limit is "
                               f"{limits.per_user}). Wait for one to finish or cancel one with /queue.")

@@ -244,6 +244,36 @@ def test_caps_per_user_and_guild(redis_url: str, prefix: str) -> None:
     run(main())
 
 
+def test_caps_free_up_when_jobs_finish_or_are_cancelled(redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    """The per-person and per-server counts the caps read are kept by submit and finish, never recounted."""
+    async def main() -> None:
+        runner = FakeRunner()
+        async with queue_at(redis_url, prefix, limits=Limits(per_user=1, per_guild=2)) as queue:
+            events = queue.subscribe()
+            first = spec("a")
+            await queue.submit(first)
+            with pytest.raises(QueueLimitError, match="limit is 1"):
+                await queue.submit(spec("a"))
+            assert await queue.cancel(first.job_id)  # queued: removed at once
+            second = spec("a")
+            await queue.submit(second)
+            await queue.submit(spec("b"))
+            with pytest.raises(QueueLimitError, match="server"):
+                await queue.submit(spec("c"))
+            async with working(redis_url, prefix, runner):
+                finished = set()
+                while len(finished) < 2:
+                    event = await asyncio.wait_for(events.get(), 10)
+                    if event.kind == EventKind.DONE:
+                        finished.add(event.job_id)
+            await queue.submit(spec("a"))  # both caps are free again
+            await queue.submit(spec("c"))
+            assert raw.hget(f"{prefix}gactive", "g1") == "2"
+            assert raw.hlen(f"{prefix}uactive:a") == 1
+
+    run(main())
+
+
 def test_cancel_queued_and_running(redis_url: str, prefix: str) -> None:
     async def main() -> None:
         runner = FakeRunner(steps=3, gate=threading.Event())
@@ -721,3 +751,18 @@ if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
 elif __name__ == "__main__" and sys.argv[1:2] == ["run_worker"]:
     sys.exit(asyncio.run(run_worker(sys.argv[2], FakeRunner(steps=100, step_s=0.1), name="from-config",
                                     shutdown_grace_s=0.3)))
+
+
+def test_jobs_queued_by_an_older_release_never_drive_the_counts_negative(redis_url: str, prefix: str,
+                                                                          raw: redis.Redis) -> None:
+    async def main() -> None:
+        async with queue_at(redis_url, prefix) as queue:
+            old = spec("a")
+            await queue.submit(old)
+            # What a job queued before the counts existed looks like: active, but in no count.
+            raw.hdel(f"{prefix}uactive:a", old.job_id)
+            raw.hincrby(f"{prefix}gactive", "g1", -1)
+            assert await queue.cancel(old.job_id)
+            assert raw.hget(f"{prefix}gactive", "g1") == "0"
+
+    run(main())
