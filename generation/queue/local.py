@@ -31,7 +31,7 @@ from generation.queue.base import (
     QueueStorageError,
     Runner,
 )
-from generation.queue.scheduler import EtaEstimator, Limits, Waiting, assign_round, check_caps, fair_order
+from generation.queue.scheduler import EtaEstimator, Limits, Waiting, assign_round, check_counts, fair_order
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +59,11 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 -- Covers the scheduler's reads, so they never walk the rows' large spec column (reference photos).
 CREATE INDEX IF NOT EXISTS jobs_scheduling ON jobs(state, job_id, user_id, guild_id, priority, enqueued_at, round,
                                                    started_at);
+-- Submit's caps, position and round, and the worker's next job, each without a pass over the queue.
+CREATE INDEX IF NOT EXISTS jobs_user_state ON jobs(user_id, state, round);
+CREATE INDEX IF NOT EXISTS jobs_guild_state ON jobs(guild_id, state);
+CREATE INDEX IF NOT EXISTS jobs_fair ON jobs(state, round, priority DESC, enqueued_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_round ON jobs(round);
 CREATE INDEX IF NOT EXISTS jobs_undelivered ON jobs(delivered, state);
 """
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
@@ -186,9 +191,13 @@ class LocalQueue:
         try:
             existing = sql.execute("SELECT state FROM jobs WHERE job_id = ?", (spec.job_id,)).fetchone()
             if existing is None:
-                active = sql.execute("SELECT user_id, guild_id FROM jobs WHERE state IN (?, ?)", ACTIVE).fetchall()
-                check_caps(spec.user_id, spec.guild_id, active, self.limits)
-                current = sql.execute("SELECT MAX(round) FROM jobs WHERE state != ?", (JobState.QUEUED,)).fetchone()[0]
+                count = "SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)"
+                check_counts(sql.execute(f"{count} AND user_id = ?", (*ACTIVE, spec.user_id)).fetchone()[0],
+                             sql.execute(f"{count} AND guild_id = ?", (*ACTIVE, spec.guild_id)).fetchone()[0],
+                             sql.execute(count, ACTIVE).fetchone()[0], self.limits)
+                started = [state for state in JobState if state != JobState.QUEUED]  # IN: an index seek per state
+                current = sql.execute(f"SELECT MAX(round) FROM jobs WHERE state IN ({', '.join('?' * len(started))})",
+                                      started).fetchone()[0]
                 last = sql.execute("SELECT MAX(round) FROM jobs WHERE user_id = ? AND state IN (?, ?)",
                                    (spec.user_id, *ACTIVE)).fetchone()[0]
                 sql.execute(
@@ -216,24 +225,35 @@ class LocalQueue:
             "SELECT started_at FROM jobs WHERE state = ? AND started_at IS NOT NULL", (JobState.RUNNING,))]
 
     def _position(self, job_id: str) -> tuple[int, float]:
-        order = [job.job_id for job in self._order()]
-        position = order.index(job_id) if job_id in order else 0
+        """Waiting jobs ahead of this one in fair_order, counted by SQLite (no Python pass over the queue)."""
+        row = self._sql.execute("SELECT round, priority, enqueued_at FROM jobs WHERE job_id = ? AND state = ?",
+                                (job_id, JobState.QUEUED)).fetchone()
+        position = 0
+        if row is not None:
+            round_, priority, enqueued_at = row
+            position = self._sql.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = ? AND (round < ? OR (round = ? AND (priority > ? OR "
+                "(priority = ? AND (enqueued_at < ? OR (enqueued_at = ? AND job_id < ?))))))",
+                (JobState.QUEUED, round_, round_, priority, priority, enqueued_at, enqueued_at, job_id)).fetchone()[0]
         return position, self.eta.eta(position, self._running_elapsed())
 
     def _claim_next(self) -> tuple[JobSpec, int, bool] | None:
         sql = self._sql
-        for candidate in self._order():
+        # fair_order's key, in SQL: the head of the queue without reading the rest of it.
+        heads = sql.execute("SELECT job_id FROM jobs WHERE state = ? ORDER BY round, priority DESC, enqueued_at, "
+                            "job_id LIMIT 20", (JobState.QUEUED,)).fetchall()
+        for (candidate_id,) in heads:
             row = sql.execute("SELECT spec, attempts, smaller FROM jobs WHERE job_id = ?",
-                              (candidate.job_id,)).fetchone()
+                              (candidate_id,)).fetchone()
             try:
                 spec = JobSpec.from_json(row[0])
             except JobFormatError as exc:  # written by another release, or damaged: set aside, keep going
-                self._finish(candidate.job_id, JobState.POISONED, JobEvent(
-                    EventKind.FAILED, candidate.job_id, reason=f"This job could not be read ({exc})."))
+                self._finish(candidate_id, JobState.POISONED, JobEvent(
+                    EventKind.FAILED, candidate_id, reason=f"This job could not be read ({exc})."))
                 continue
             attempts = row[1] + 1
             sql.execute("UPDATE jobs SET state = ?, attempts = ?, started_at = ? WHERE job_id = ?",
-                        (JobState.RUNNING, attempts, time.time(), candidate.job_id))
+                        (JobState.RUNNING, attempts, time.time(), candidate_id))
             return spec, attempts, bool(row[2])
         return None
 
