@@ -7,19 +7,15 @@ import asyncio
 import contextlib
 import json
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -138,44 +134,11 @@ def fd_kinds(pid: int | str = "self") -> dict[str, int]:
 # ---------------------------------------------------------------------------------- a private Redis
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def redis_server() -> contextlib.AbstractContextManager[str]:
+    """A throwaway redis-server (tests/redis_server.py; imported here so the bot's child process needn't)."""
+    from redis_server import redis_url
 
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on a free port, or the one on 127.0.0.1:6379; skips when neither exists."""
-    import redis
-
-    if shutil.which("redis-server"):
-        port = free_port()
-        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                   "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            client = redis.Redis(port=port)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"redis-server on port {port} did not start") from None
-                    time.sleep(0.02)
-                finally:
-                    client.close()
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            server.terminate()
-            server.wait(10)
-        return
-    try:
-        redis.Redis(port=6379, socket_connect_timeout=1).ping()
-    except redis.ConnectionError:
-        pytest.skip("no redis-server on PATH and no Redis answering on 127.0.0.1:6379")
-    yield "redis://127.0.0.1:6379/0"
+    return redis_url()
 
 
 # ---------------------------------------------------------------------------------- the bot

@@ -13,11 +13,9 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +27,8 @@ import redis
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_runner import FakeRunner
+from redis_server import free_port, start_redis
+from redis_server import redis_url as private_redis_url
 
 from generation.jobs import EventKind, JobEvent, JobSpec, JobState
 from generation.queue.base import JobFailed, QueueStorageError
@@ -43,45 +43,10 @@ ROOT = Path(__file__).resolve().parents[3]
 # ---------------------------------------------------------------------------------------- a private Redis
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_redis(port: int, *extra: str) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            return server
-        except redis.ConnectionError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} did not start") from None
-            time.sleep(0.02)
-        finally:
-            client.close()
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    if shutil.which("redis-server"):
-        port = _free_port()
-        server = _start_redis(port, "--appendonly", "no")
-        try:
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            server.terminate()
-            server.wait(10)
-        return
-    try:
-        redis.Redis(port=6379, socket_connect_timeout=1).ping()
-    except redis.ConnectionError:
-        pytest.skip("no redis-server on PATH and no Redis answering on 127.0.0.1:6379")
-    yield "redis://127.0.0.1:6379/0"
+    with private_redis_url() as url:
+        yield url
 
 
 @pytest.fixture
@@ -570,7 +535,7 @@ def test_sigterm_stops_a_worker_process_gracefully(redis_url: str, prefix: str, 
         async with queue_at(redis_url, prefix) as queue:
             events = queue.subscribe()
             job = spec()
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
             child = subprocess.Popen([sys.executable, __file__, "run_worker", str(config)], env=env, text=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
@@ -589,7 +554,7 @@ def test_sigterm_stops_a_worker_process_gracefully(redis_url: str, prefix: str, 
 
 
 def _spawn_worker(url: str, prefix: str, name: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     return subprocess.Popen([sys.executable, __file__, "child", url, prefix, name], env=env, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -674,9 +639,9 @@ def test_connections_killed_mid_job_lose_nothing(redis_url: str, prefix: str, ra
 def test_redis_outage_mid_run_workers_and_bot_reconnect(tmp_path: Path) -> None:
     if not shutil.which("redis-server"):
         pytest.skip("needs redis-server on PATH to stop and restart one")
-    port = _free_port()
+    port = free_port()
     persist = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
-    server = _start_redis(port, *persist)
+    server = start_redis(port, *persist)
     url = f"redis://127.0.0.1:{port}/0"
 
     async def main() -> None:
@@ -692,7 +657,7 @@ def test_redis_outage_mid_run_workers_and_bot_reconnect(tmp_path: Path) -> None:
             server.terminate()  # Redis goes away mid-job (SIGTERM: it writes its append-only file)
             await asyncio.to_thread(server.wait, 10)
             await asyncio.sleep(1.5)
-            server = await asyncio.to_thread(_start_redis, port, *persist)
+            server = await asyncio.to_thread(start_redis, port, *persist)
             done = set()
             while len(done) < len(jobs):
                 event = await asyncio.wait_for(events.get(), 30)
@@ -714,7 +679,7 @@ def test_redis_outage_mid_run_workers_and_bot_reconnect(tmp_path: Path) -> None:
 
 
 def test_unreachable_redis_gives_a_clear_error_without_the_password(caplog: pytest.LogCaptureFixture) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"redis://:s3cret-pw@127.0.0.1:{port}/0"
 
     async def main() -> None:
