@@ -28,7 +28,7 @@ import discord
 
 from bot.components import result_view
 from bot.imaging import FittedImage, fit_images
-from bot.render import likeness_line, progress_text, results_embed
+from bot.render import attachment, likeness_line, progress_text, results_embed
 from bot.store import JobRecord, StoreError
 from generation.jobs import EventKind, JobEvent, JobSpec, ResultImage
 
@@ -67,7 +67,6 @@ class Delivery:
         self._pump: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self.delivered = 0
-        self.rest_calls = 0  # webhook + channel calls made for jobs (benchmarks)
 
     async def start(self) -> None:
         self._events = self.bot.queue.subscribe()
@@ -233,7 +232,7 @@ class Delivery:
             return
         embed = results_embed(lines, _prompt(record), reencoded=any(f.reencoded for f in fitted))
         head = f"🎨 <@{record.user_id}>'s portrait is ready (AI-generated)."
-        files = [discord.File(_bytes_io(f.data), filename=f.filename) for f in fitted]
+        files = [attachment(f.data, f.filename) for f in fitted]
         await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id))
 
     # ------------------------------------------------------------------ where messages go
@@ -248,7 +247,6 @@ class Delivery:
         if self._token_valid(record) and record.progress_message_id is not None:
             webhook = discord.Webhook.partial(int(record.application_id), record.interaction_token, client=self.bot)
             try:
-                self.rest_calls += 1
                 await webhook.edit_message(int(record.progress_message_id), **fields)
                 self.bot.metrics.observe_delivery("webhook")
                 return record
@@ -268,7 +266,6 @@ class Delivery:
         mention = discord.AllowedMentions(users=[discord.Object(int(record.user_id))], everyone=False, roles=False)
         if record.progress_message_id is not None:
             channel = self.bot.get_partial_messageable(int(record.channel_id))
-            self.rest_calls += 1
             if files:
                 fields["attachments"] = files
             await channel.get_partial_message(int(record.progress_message_id)).edit(**fields)
@@ -283,7 +280,6 @@ class Delivery:
         kwargs["nonce"] = record.job_id[:24]
         try:
             channel = self.bot.get_partial_messageable(int(channel_id))
-            self.rest_calls += 1
             message = await channel.send(allowed_mentions=mention, **kwargs)
             self.bot.metrics.observe_delivery("channel")
         except discord.Forbidden as exc:
@@ -291,7 +287,6 @@ class Delivery:
             log.info("cannot post in channel %s; sending job %s by direct message", channel_id, record.job_id)
             for file in files or []:
                 file.reset()
-            self.rest_calls += 2
             dm = await self.bot.create_dm(discord.Object(int(record.user_id)))
             message = await dm.send(**kwargs)
             self.bot.metrics.observe_delivery("dm")
@@ -320,9 +315,3 @@ def _decode_results(event: JobEvent) -> tuple[list[tuple[bytes, ResultImage]], i
         else:
             broken += 1
     return good, broken
-
-
-def _bytes_io(data: bytes) -> Any:
-    import io
-
-    return io.BytesIO(data)

@@ -5,6 +5,7 @@ Pure functions from data to discord.py objects, so they are easy to test and nev
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import discord
@@ -18,6 +19,11 @@ COLOURS = {"pass": discord.Colour.green(), "warn": discord.Colour.gold(), "fail"
 VERDICT_TITLES = {"pass": "✅ Great photo", "warn": "⚠️ Usable, could be better", "fail": "❌ This photo won't work"}
 AI_LABEL = "AI-generated image"
 PREVIEW_NAME = "preview.png"
+
+
+def attachment(data: bytes, filename: str) -> discord.File:
+    """Bytes as a file to upload with a message."""
+    return discord.File(io.BytesIO(data), filename=filename)
 
 
 def consent_notice(retention_days: float) -> str:
