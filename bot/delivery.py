@@ -28,7 +28,7 @@ import discord
 
 from bot.components import result_view
 from bot.imaging import FittedImage, fit_images
-from bot.render import attachment, likeness_line, progress_text, results_embed
+from bot.render import likeness_line, progress_text, results_embed, upload_file
 from bot.store import JobRecord, StoreError
 from generation.jobs import EventKind, JobEvent, JobSpec, ResultImage
 
@@ -232,7 +232,7 @@ class Delivery:
             return
         embed = results_embed(lines, _prompt(record), reencoded=any(f.reencoded for f in fitted))
         head = f"🎨 <@{record.user_id}>'s portrait is ready (AI-generated)."
-        files = [attachment(f.data, f.filename) for f in fitted]
+        files = [upload_file(f.data, f.filename) for f in fitted]
         await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id))
 
     # ------------------------------------------------------------------ where messages go

@@ -22,7 +22,7 @@ import discord
 from bot.components import draft_view, forget_view
 from bot.downloads import DownloadError
 from bot.imaging import PhotoCheck
-from bot.render import PREVIEW_NAME, attachment, consent_notice, progress_text, report_embed
+from bot.render import PREVIEW_NAME, consent_notice, progress_text, report_embed, upload_file
 from bot.store import Draft, JobRecord, NotFound, StoreError
 from bot.text import sanitize
 from generation.engine import PortraitJob
@@ -196,7 +196,7 @@ class Flows:
         await self.bot.store.save_draft(draft)
         await interaction.edit_original_response(
             embed=report_embed(checked, warnings, notice=self.notice() if first_use else ""),
-            attachments=[attachment(checked.preview_png, PREVIEW_NAME)],
+            attachments=[upload_file(checked.preview_png, PREVIEW_NAME)],
             view=draft_view(draft.draft_id, checked.verdict, crop_sha is not None))
 
     def notice(self) -> str:
@@ -417,7 +417,7 @@ class Flows:
         saved = await self._keep_reference(str(interaction.user.id), checked, replace=replace)
         await interaction.edit_original_response(
             embed=report_embed(checked, saved=saved, notice=self.notice() if first_use else ""),
-            attachments=[attachment(checked.preview_png, PREVIEW_NAME)], view=None)
+            attachments=[upload_file(checked.preview_png, PREVIEW_NAME)], view=None)
 
     async def _keep_reference(self, user_id: str, checked: PhotoCheck, *, replace: bool) -> str:
         """Stores a photo that passed or warned; says what happened in one line."""
@@ -468,7 +468,7 @@ class Flows:
         saved = await self._keep_reference(record.user_id, checked, replace=True)
         if checked.verdict == "fail":
             await message.reply(embed=report_embed(checked, saved=saved),
-                                file=attachment(checked.preview_png, PREVIEW_NAME), mention_author=False)
+                                file=upload_file(checked.preview_png, PREVIEW_NAME), mention_author=False)
             return
         spec = JobSpec.from_json(record.spec_json)
         sha = await self.bot.store.put_photo(checked.photo)

@@ -21,7 +21,7 @@ AI_LABEL = "AI-generated image"
 PREVIEW_NAME = "preview.png"
 
 
-def attachment(data: bytes, filename: str) -> discord.File:
+def upload_file(data: bytes, filename: str) -> discord.File:
     """Bytes as a file to upload with a message."""
     return discord.File(io.BytesIO(data), filename=filename)
 

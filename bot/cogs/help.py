@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.imaging import make_example_framing_png
-from bot.render import attachment
+from bot.render import upload_file
 
 if TYPE_CHECKING:
     from bot.app import CloseupBot
@@ -48,7 +48,7 @@ class Help(commands.Cog):
         embed.set_image(url="attachment://framing.png")
         embed.set_footer(text="Only use photos of yourself, or of someone who agreed. Results are AI-generated.")
         await interaction.edit_original_response(
-            embed=embed, attachments=[attachment(self._example, "framing.png")])
+            embed=embed, attachments=[upload_file(self._example, "framing.png")])
 
 
 async def setup(bot: CloseupBot) -> None:

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.render import attachment
+from bot.render import upload_file
 from bot.store import NotFound
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class References(commands.GroupCog, group_name="reference", group_description="Y
             advice = f" — {ref.advice[0]}" if ref.advice else ""
             lines.append(f"`{number}` **{ref.verdict}**{advice}")
             data = await self.bot.store.reference_bytes(str(interaction.user.id), ref.ref_id)
-            files.append(attachment(await self.bot.in_thread(_thumbnail, data), f"reference-{number}.jpg"))
+            files.append(upload_file(await self.bot.in_thread(_thumbnail, data), f"reference-{number}.jpg"))
         embed = discord.Embed(title="Your reference photos", description="\n".join(lines),
                               colour=discord.Colour.blurple())
         embed.set_footer(text="Delete one with /reference delete number:<n> · delete everything with /forget")
