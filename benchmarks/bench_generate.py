@@ -36,12 +36,13 @@ import tiny_sdxl  # noqa: E402
 import torch  # noqa: E402
 
 from generation.config import GenerationConfig, ModelsConfig  # noqa: E402
-from generation.engine import Engine, PortraitJob, Reference  # noqa: E402
+from generation.engine import Engine, Reference  # noqa: E402
 from generation.faces.types import Face, HeadPose  # noqa: E402
+from generation.jobs import PortraitJob  # noqa: E402
 from generation.likeness import combine_references  # noqa: E402
 from generation.pipelines.framing import draw_keypoints  # noqa: E402
 from generation.pipelines.instantid import IdentityNet, InstantIDBackend  # noqa: E402
-from generation.pipelines.types import GenerationRequest  # noqa: E402
+from generation.pipelines.types import GenerationRequest, IdentityEmbedding  # noqa: E402
 
 KEYPOINTS = np.array([[380, 420], [640, 420], [510, 560], [410, 680], [610, 680]], dtype=float)
 
@@ -101,7 +102,7 @@ def tiny(runs: int) -> None:
         def plain() -> None:
             # The same denoising work as one plain diffusers call: SDXL + ControlNet, CFG, same steps.
             identitynet: IdentityNet = backend.pipe.controlnet  # type: ignore[assignment]
-            identitynet.use_face_tokens(*backend.face_tokens(request.identity))
+            identitynet.use_face_tokens(*backend.face_tokens(request.identity.raw))
             backend.pipe(prompt=request.prompt, negative_prompt=request.negative_prompt, image=control,
                          width=64, height=64, num_inference_steps=4, guidance_scale=request.guidance_scale,
                          ip_adapter_image_embeds=[torch.zeros(2, 1, 1, 512)],
@@ -211,7 +212,7 @@ def full_size(args: argparse.Namespace) -> None:
 
     size = args.size
     keypoints = KEYPOINTS * size / 1024
-    identity = np.random.default_rng(0).normal(size=512).astype(np.float32) * 20
+    identity = IdentityEmbedding.of_one_face(np.random.default_rng(0).normal(size=512) * 20)
     settings = ((f"{args.steps} steps, CFG 5", args.steps, 5.0), ("fast preset: 4 steps, no CFG", 4, 1.0))
 
     def sync() -> None:

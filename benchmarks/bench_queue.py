@@ -61,7 +61,7 @@ class TinyDiffusers:
 
         from generation.config import GenerationConfig, ModelsConfig
         from generation.pipelines.instantid import InstantIDBackend
-        from generation.pipelines.types import GenerationRequest
+        from generation.pipelines.types import GenerationRequest, IdentityEmbedding
 
         torch.set_num_threads(1)
         root = Path(tempfile.mkdtemp())
@@ -70,8 +70,8 @@ class TinyDiffusers:
             GenerationConfig(offline=True, device="cpu", width=64, height=64),
             ModelsConfig(base_path=str(paths["base"]), instantid_path=str(paths["identitynet"].parent)))
         self.request = GenerationRequest(
-            prompt="portrait", negative_prompt="", identity=np.ones(512, np.float32), seeds=(1,), width=64,
-            height=64, steps=4, keypoints=np.array([[24, 28], [40, 28], [32, 36], [26, 44], [38, 44]], float))
+            prompt="portrait", negative_prompt="", identity=IdentityEmbedding.of_one_face(np.ones(512)), seeds=(1,),
+            width=64, height=64, steps=4, keypoints=np.array([[24, 28], [40, 28], [32, 36], [26, 44], [38, 44]], float))
         self.seconds = seconds
 
     def run(self, spec: JobSpec, progress, cancelled) -> list[ResultImage]:

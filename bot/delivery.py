@@ -230,7 +230,7 @@ class Delivery:
                 EventKind.FAILED, record.job_id, reason="The worker returned no images. Please try again."),
                 _prompt(record), record.user_id))
             return
-        embed = results_embed(lines, _prompt(record), reencoded=any(f.reencoded for f in fitted))
+        embed = results_embed(lines, _prompt(record), reencoded=any(f.reencoded for f in fitted), note=event.reason)
         head = f"🎨 <@{record.user_id}>'s portrait is ready (AI-generated)."
         files = [upload_file(f.data, f.filename) for f in fitted]
         await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id))

@@ -25,9 +25,8 @@ from bot.imaging import PhotoCheck
 from bot.render import PREVIEW_NAME, consent_notice, progress_text, report_embed, upload_file
 from bot.store import Draft, JobRecord, NotFound, StoreError
 from bot.text import sanitize
-from generation.engine import PortraitJob
 from generation.images import ImageError
-from generation.jobs import JobSpec, new_job_id
+from generation.jobs import JobSpec, PortraitJob, new_job_id
 from generation.prompts import (
     FRAMINGS,
     NSFW_POLICIES,

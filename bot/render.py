@@ -85,15 +85,15 @@ def likeness_line(number: int, likeness: float | None, same_person: bool | None,
     return f"`{number}` {verdict}" + (" · face re-rendered" if refined else "")
 
 
-def results_embed(lines: Sequence[str], prompt: str, *, reencoded: bool, fallback_note: str = "") -> discord.Embed:
+def results_embed(lines: Sequence[str], prompt: str, *, reencoded: bool, note: str = "") -> discord.Embed:
     embed = discord.Embed(title="Your portraits", colour=discord.Colour.blurple(), description="\n".join(lines))
     if prompt:
         embed.add_field(name="Prompt", value=sanitize(prompt, 1000), inline=False)
     notes = []
     if reencoded:
         notes.append("Some images were compressed to fit Discord's upload limit.")
-    if fallback_note:
-        notes.append(fallback_note)
+    if note:  # what the worker said about the results (e.g. fewer images after running out of GPU memory)
+        notes.append(sanitize(note, 300))
     if notes:
         embed.add_field(name="Note", value=" ".join(notes), inline=False)
     embed.set_footer(text=f"{AI_LABEL} · Likeness: 0-1 face similarity to your reference")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -129,15 +130,17 @@ def _load_photos(paths: list[str], config: Config) -> list:
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     """Reference photos + prompt → portraits, likeness per image, and a contact sheet."""
     from generation.contact_sheet import contact_sheet
-    from generation.engine import Engine, PortraitJob, build_reference
+    from generation.engine import Engine, build_reference
     from generation.faces import FaceModelMissingError
     from generation.faces.dlib_backend import DlibAnalyzer
     from generation.images import ImageError, encode_png
+    from generation.jobs import PortraitJob
     from generation.likeness import ReferenceSetError
     from generation.loading import conditioning_analyzer, load_backend
     from generation.models import ModelMissingError
-    from generation.pipelines.types import GenerationError
+    from generation.pipelines.types import GenerationError, OutOfMemory
     from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
+    from generation.queue.base import out_of_memory_outcome
 
     out_dir = Path(args.out)
     try:
@@ -170,8 +173,20 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
         bar.n = done
         bar.refresh()
 
+    engine = Engine(backend, DlibAnalyzer(), config.generation)
     try:
-        outcome = Engine(backend, DlibAnalyzer(), config.generation).run(job, reference, progress)
+        smaller = False
+        while True:  # the queue's out-of-memory policy: once more with one image, then a clear failure
+            try:
+                outcome = engine.run(dataclasses.replace(job, count=1) if smaller else job, reference, progress)
+                break
+            except OutOfMemory:
+                reason = out_of_memory_outcome(job.count, smaller)
+                if reason is not None:
+                    raise GenerationError(reason) from None
+                smaller = True
+                print(f"note: the GPU ran out of memory making {job.count} images at once; making one.",
+                      file=sys.stderr)
     except (PromptRejectedError, UnknownStyleError, UnknownFramingError, GenerationError, ValueError) as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)

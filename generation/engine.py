@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from generation.config import GenerationConfig
-from generation.faces.insightface_backend import align_face
+from generation.faces.align import arcface_crop
 from generation.faces.types import Face, FaceAnalyzer
 from generation.images import LoadedImage
+from generation.jobs import PortraitJob
 from generation.likeness import (
     Likeness,
     ReferenceIdentity,
@@ -29,8 +31,8 @@ from generation.likeness import (
     score_images,
 )
 from generation.pipelines.framing import target_keypoints
-from generation.pipelines.refine import RefineSettings, refine_all
-from generation.pipelines.types import Backend, GenerationError, GenerationRequest, Img2ImgRequest
+from generation.pipelines.refine import RefineSettings, face_at_keypoints, redenoise_steps, refine_all
+from generation.pipelines.types import Backend, GenerationError, GenerationRequest, IdentityEmbedding, Img2ImgRequest
 from generation.prompts import LintResult, lint_prompt
 from generation.quality.gate import main_face_first
 
@@ -44,23 +46,11 @@ ProgressCallback = Callable[[str, int, int], None]
 PRESET_SAMPLING = {"lightning": (4, 1.0), "lcm": (6, 1.5)}
 
 
-@dataclass(frozen=True)
-class PortraitJob:
-    """What a person asked for. Plain data: the queue serialises it."""
-
-    prompt: str = ""
-    style: str = "studio-headshot"
-    framing: str | None = None  # None: the style's default, or what the prompt linter suggests
-    count: int = 1
-    seed: int | None = None  # None: a random base seed; image i gets seed + i
-    identity_strength: float | None = None  # overrides the style's IP-Adapter weight
-
-
 @dataclass(frozen=True, eq=False)
 class Reference:
     """The person, measured once per reference set and reused by every job."""
 
-    conditioning: ReferenceIdentity  # what the generator is fed (raw antelopev2 mean for InstantID)
+    conditioning: ReferenceIdentity  # what the generator is fed: raw and unit-length, each backend takes its own
     likeness: ReferenceIdentity  # what outputs are scored against (preferably another face model)
     keypoints: np.ndarray  # 5 landmarks of the best photo: the pose the framing keeps
     messages: tuple[str, ...] = ()
@@ -119,19 +109,20 @@ def build_reference(photos: Sequence[LoadedImage], conditioning: FaceAnalyzer,
     best = next(i for i in cond.used)
     keypoints = np.asarray(cond_faces[best].landmarks5, dtype=np.float64)  # type: ignore[union-attr]
     messages = tuple(dict.fromkeys([*notes, *cond.messages, *like.messages]))
-    crop = align_face(photos[best].pixels, keypoints, size=FACE_CROP_SIZE)
+    crop = arcface_crop(photos[best].pixels, keypoints, size=FACE_CROP_SIZE)
     return Reference(conditioning=cond, likeness=like, keypoints=keypoints, messages=messages, face_crop=crop)
 
 
-OUT_OF_MEMORY = ("The GPU ran out of memory even for one image. Try a smaller size or the fast preset, "
-                 "or ask the server owner to free the GPU.")
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+def identity_of(reference: Reference) -> IdentityEmbedding:
+    """Both forms of the conditioning embedding: InstantID takes the raw one, FaceID the unit-length one."""
+    cond = reference.conditioning
+    return IdentityEmbedding(raw=cond.raw_mean, normed=cond.embedding, model=cond.model)
 
 
 class Engine:
+    """Runs one job on a loaded backend. Out of device memory is not handled here: the backend raises
+    OutOfMemory and the queue applies the one policy (retry once with one image, then fail clearly)."""
+
     def __init__(self, backend: Backend, likeness_analyzer: FaceAnalyzer, config: GenerationConfig) -> None:
         self.backend = backend
         self.analyzer = likeness_analyzer
@@ -148,7 +139,7 @@ class Engine:
         return GenerationRequest(
             prompt=lint.prompt,
             negative_prompt=lint.negative_prompt,
-            identity=reference.conditioning.raw_mean,
+            identity=identity_of(reference),
             keypoints=target_keypoints(reference.keypoints, lint.framing, width, height),
             seeds=tuple(base_seed + i for i in range(job.count)),
             width=width,
@@ -161,26 +152,19 @@ class Engine:
         )
 
     def _generate(self, request: GenerationRequest, progress: ProgressCallback | None) -> list[np.ndarray]:
-        """Run the backend; on device out-of-memory retry once one image at a time, then fail clearly."""
         def on_step(step: int, total: int) -> None:
             if progress is not None:
                 progress("generating", step, total)
 
-        def attempt(req: GenerationRequest) -> list[np.ndarray]:
-            try:
-                return self.backend.generate(req, on_step)
-            except Exception as exc:
-                if _is_out_of_memory(exc) and len(req.seeds) == 1:
-                    raise GenerationError(OUT_OF_MEMORY) from exc
-                raise
+        return self.backend.generate(request, on_step)
 
-        try:
-            return attempt(request)
-        except Exception as exc:
-            if not _is_out_of_memory(exc) or isinstance(exc, GenerationError):
-                raise
-            log.warning("out of memory with %d images; retrying one at a time", len(request.seeds))
-        return [image for seed in request.seeds for image in attempt(dataclasses.replace(request, seeds=(seed,)))]
+    def _faces_to_refine(self, image: np.ndarray, request: GenerationRequest) -> list[Face]:
+        """Where the face is in a generated image. A backend that places the face on the request's
+        keypoints (InstantID's IdentityNet) put it there, turned head or not; only the others are
+        searched with the analyzer, whose frontal detector misses turned heads."""
+        if getattr(self.backend, "places_face", False):
+            return [face_at_keypoints(request.keypoints)]
+        return self.analyzer.analyze(image)
 
     def _refine(self, image: np.ndarray, request: GenerationRequest, seed: int,
                 progress: ProgressCallback | None) -> tuple[np.ndarray, bool]:
@@ -189,15 +173,20 @@ class Engine:
         settings = RefineSettings(min_eye_distance=float(self.config.refine_min_eye_distance),
                                   work_size=min(1024, max(self.config.width, self.config.height)),
                                   strength=self.config.refine_strength)
+        # img2img runs the last `strength` share of the steps: keep at least one (4-step presets).
+        steps = max(request.steps, math.ceil(1.0 / settings.strength))
+
+        def on_step(step: int, total: int) -> None:  # progress, and the way a cancel reaches this pass
+            if progress is not None:
+                progress("refining", step, total)
 
         def redenoise(crop: np.ndarray, keypoints: np.ndarray, strength: float) -> np.ndarray:
-            if progress is not None:
-                progress("refining", 0, 1)
-            base = dataclasses.replace(request, keypoints=keypoints, seeds=(seed,))
-            return self.backend.redenoise(Img2ImgRequest(image=crop, base=base, strength=strength, seed=seed))
+            on_step(0, redenoise_steps(steps, strength))
+            base = dataclasses.replace(request, keypoints=keypoints, seeds=(seed,), steps=steps)
+            return self.backend.redenoise(Img2ImgRequest(image=crop, base=base, strength=strength, seed=seed),
+                                          on_step)
 
-        faces = self.analyzer.analyze(image)
-        refined, report = refine_all(image, faces, redenoise, settings)
+        refined, report = refine_all(image, self._faces_to_refine(image, request), redenoise, settings)
         log.debug("refine seed %d: %s", seed, report.reason)
         return refined, report.refined
 

@@ -47,6 +47,18 @@ def new_job_id() -> str:
 
 
 @dataclass(frozen=True)
+class PortraitJob:
+    """What a person asked for, as the engine runs it (a JobSpec carries it across the queue)."""
+
+    prompt: str = ""
+    style: str = "studio-headshot"
+    framing: str | None = None  # None: the style's default, or what the prompt linter suggests
+    count: int = 1
+    seed: int | None = None  # None: a random base seed; image i gets seed + i
+    identity_strength: float | None = None  # overrides the style's IP-Adapter weight
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """One /portrait request. Reference photos travel as base64 of their validated file bytes."""
 

@@ -31,6 +31,10 @@ class ModelMissingError(RuntimeError):
     """A model could not be found or fetched; the message says what to download and where to put it."""
 
 
+class ModelFileError(ModelMissingError):
+    """A model file is there but is not what its setting names (wrong layout, damaged, another model)."""
+
+
 @dataclass(frozen=True)
 class ModelRef:
     key: str  # the config name, e.g. "base" (settings models.base, models.base_revision, models.base_path)
@@ -85,18 +89,33 @@ def _cache_location(generation: GenerationConfig) -> str:
 
 
 @contextmanager
-def explain_missing(ref: ModelRef, generation: GenerationConfig, what: str = "") -> Iterator[None]:
-    """Turn the hub's not-found and offline errors into one ModelMissingError that says what to do."""
+def explain_missing(ref: ModelRef, generation: GenerationConfig, what: str = "", *,
+                    checks_layout: bool = False) -> Iterator[None]:
+    """Turn the hub's not-found and offline errors into one ModelMissingError that says what to do.
+
+    With ``checks_layout`` (adapter and LoRA files, whose loaders fail with KeyErrors and shape
+    mismatches on a file of another model) any other loading error becomes a ModelFileError naming
+    the file and the setting.
+    """
     ref.check_local()
     try:
         yield
     except ModelMissingError:
         raise
-    except (OSError, ValueError) as exc:  # hub errors subclass OSError; missing files raise both
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError) as exc:
         text = str(exc)
-        if not _looks_missing(exc, text):
-            raise
         item = f" ({what})" if what else ""
+        if not _looks_missing(exc, text):
+            if not checks_layout or "out of memory" in text.lower():
+                raise
+            where = f"models.{ref.key}_path = {ref.local_path!r}" if ref.local_path else f"{ref.repo_id!r}"
+            raise ModelFileError(
+                f"The {ref.role}{item} from {where} could not be loaded: {type(exc).__name__}: {_first_line(text)}. "
+                f"It does not have the layout of {ref.repo_id!r}; download it again, or point models.{ref.key} / "
+                f"models.{ref.key}_path at the right files."
+            ) from None
+        if not isinstance(exc, OSError | ValueError):  # not a hub error: a real KeyError etc.
+            raise
         if ref.local_path:
             raise ModelMissingError(
                 f"The {ref.role}{item} could not be loaded from models.{ref.key}_path = {ref.local_path!r}: "

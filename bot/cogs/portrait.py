@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from generation.engine import PortraitJob
+from generation.jobs import PortraitJob
 from generation.prompts import FRAMINGS, STYLES
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from generation.faces.align import ARCFACE_SIZE, arcface_crop
 from generation.faces.dlib_backend import dlib_model_dir
 from generation.faces.pose import estimate_pose
 from generation.faces.types import Face, FaceModelMissingError
@@ -42,18 +43,6 @@ DET_SIZES = (640, 448, 320)
 PAD_FACTOR = 1.25
 NMS_IOU = 0.4
 EMBEDDING_WIDTH = 512
-# Where ArcFace expects left eye, right eye, nose, mouth left, mouth right in its 112×112 crop.
-ARCFACE_TEMPLATE = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
-ARCFACE_SIZE = 112
 # Probed first so a standard pack stops scanning before loading its large extra models.
 _LIKELY_NAMES = ("det_10g", "scrfd", "w600k", "glintr100")
 _DOWNLOAD_TIMEOUT_S = 60
@@ -175,37 +164,7 @@ def ensure_pack(root: str | Path, pack: str, download: bool, url_base: str = DEF
     return found
 
 
-# --------------------------------------------------------------------------- geometry helpers
-
-
-def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2×3 least-squares similarity (rotation, uniform scale, shift) taking ``src`` onto ``dst`` (Umeyama).
-
-    Deterministic, unlike a robust estimator, so the same photo always yields the same embedding.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    cov = dst_c.T @ src_c / len(src)
-    u, sigma, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1.0
-    rot = u @ np.diag(sign) @ vt
-    var = (src_c**2).sum() / len(src)
-    scale = float((sigma * sign).sum() / var) if var > 0 else 1.0
-    matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rot
-    matrix[:, 2] = dst_mean - scale * rot @ src_mean
-    return matrix
-
-
-def align_face(rgb: np.ndarray, landmarks5: np.ndarray, size: int = ARCFACE_SIZE) -> np.ndarray:
-    """The ArcFace crop (112 px; FaceID-Plus reads it at 224): the five keypoints moved onto the
-    template scaled to ``size``, black outside the image."""
-    matrix = similarity_matrix(landmarks5, ARCFACE_TEMPLATE * (size / ARCFACE_SIZE))
-    return cv2.warpAffine(rgb, matrix, (size, size), borderValue=0.0)
+# --------------------------------------------------------------------------- detection helpers
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU) -> list[int]:
@@ -438,7 +397,7 @@ class InsightFaceAnalyzer:
                 f"no ArcFace recognizer in {self.folder}: put the {self.pack} pack's recognizer there "
                 "(w600k_r50.onnx from buffalo_l.zip or glintr100.onnx from antelopev2.zip)."
             )
-        crops = np.stack([align_face(rgb, points) for points in landmarks]).astype(np.float32)
+        crops = np.stack([arcface_crop(rgb, points) for points in landmarks]).astype(np.float32)
         blob = np.ascontiguousarray(((crops - 127.5) / 127.5).transpose(0, 3, 1, 2))
         rec_input = self._recognizer.get_inputs()[0]
         if _dims(rec_input.shape)[0] is None:

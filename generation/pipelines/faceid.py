@@ -5,6 +5,11 @@ a CLIP ViT-H reading of the aligned 224-px face crop refines them (the "Plus" pa
 tokens back as a shortcut). The checkpoint also carries LoRA weights for the UNet, which diffusers
 loads only when ``peft`` is installed — without them likeness silently drops, so loading checks.
 There is no IdentityNet here: framing comes from the prompt, not from keypoints.
+
+What the method feeds the model (h94/IP-Adapter-FaceID, FaceID-Plus-v2): the **normalised**
+ArcFace embedding (insightface's ``normed_embedding``), zeros for the unconditional half, and for
+the CLIP path the hidden states of the CLIP-normalised crop, with a tensor of zeros *after*
+normalisation as the unconditional image (not a black picture, which normalises to −mean/std).
 """
 
 from __future__ import annotations
@@ -18,8 +23,18 @@ from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipelin
 from PIL import Image
 
 from generation.config import GenerationConfig, ModelsConfig
-from generation.models import ModelMissingError, explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
-from generation.pipelines.diffusers_common import finish_loading, is_guided, settle, step_callback, to_uint8
+from generation.models import ModelFileError, explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
+from generation.pipelines.diffusers_common import (
+    check_adapters,
+    checked_identity,
+    finish_loading,
+    is_guided,
+    out_of_memory_as_condition,
+    settle,
+    step_callback,
+    to_uint8,
+)
+from generation.pipelines.refine import redenoise_steps
 from generation.pipelines.types import GenerationRequest, Img2ImgRequest, StepCallback
 
 log = logging.getLogger(__name__)
@@ -37,6 +52,7 @@ class FaceIDBackend:
     """SDXL + IP-Adapter FaceID-Plus-v2, loaded once and kept warm."""
 
     name = "faceid"
+    places_face = False  # no keypoint control: the face lands where the prompt puts it
 
     def __init__(self, pipe: StableDiffusionXLPipeline, image_encoder: Any, device: str, dtype: torch.dtype) -> None:
         self.pipe = pipe
@@ -59,14 +75,22 @@ class FaceIDBackend:
             image_encoder = CLIPVisionModelWithProjection.from_pretrained(
                 encoder.source, dtype=dtype, **hub_kwargs(encoder, generation)
             )
-        with explain_missing(faceid, generation, ADAPTER_FILE):
+        with explain_missing(faceid, generation, ADAPTER_FILE, checks_layout=True):
             pipe.load_ip_adapter(faceid.source, subfolder="", weight_name=ADAPTER_FILE, image_encoder_folder=None,
                                  **hub_kwargs(faceid, generation))
-        if not any(name.startswith("faceid") for name in pipe.get_list_adapters().get("unet", [])):
-            raise ModelMissingError(
+        projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+        if type(projection).__name__ != "IPAdapterFaceIDPlusImageProjection":
+            raise ModelFileError(
+                f"{ADAPTER_FILE} from {faceid.source} is not a FaceID-Plus adapter (its projection is "
+                f"{type(projection).__name__}); models.faceid must name h94/IP-Adapter-FaceID."
+            )
+        lora = [name for name in pipe.get_list_adapters().get("unet", []) if name.startswith("faceid")]
+        if not lora:
+            raise ModelFileError(
                 f"{ADAPTER_FILE} loaded without its LoRA weights: install peft (`pip install 'closeup[gpu]'`), "
                 "or FaceID likeness drops sharply."
             )
+        check_adapters(pipe.unet, lora, ADAPTER_FILE)
         image_encoder.to(device=device, dtype=dtype).eval()
         finish_loading(pipe, generation, models, device, dtype, cls.name)
         return cls(pipe, image_encoder, device, dtype)
@@ -76,20 +100,34 @@ class FaceIDBackend:
 
     # ------------------------------------------------------------------ conditioning
 
-    @torch.no_grad()
-    def _clip_hidden(self, crop: np.ndarray) -> torch.Tensor:
-        """Penultimate CLIP hidden states of a 224-px face crop (what FaceID-Plus was trained on)."""
+    @property
+    def identity_dims(self) -> int:
+        """What the face-token projection takes: 512 for buffalo_l's ArcFace."""
+        projection = self.pipe.unet.encoder_hid_proj.image_projection_layers[0]
+        return int(projection.proj.net[0].proj.in_features)
+
+    @staticmethod
+    def clip_pixels(crop: np.ndarray) -> np.ndarray:
+        """The 224-px face crop as CLIP reads it: (3, 224, 224) float32, scaled to 0-1 and normalised."""
         if crop.shape[:2] != (CLIP_SIZE, CLIP_SIZE):
             crop = np.asarray(Image.fromarray(crop).resize((CLIP_SIZE, CLIP_SIZE), Image.Resampling.BICUBIC))
-        pixels = (crop.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD
-        tensor = torch.from_numpy(pixels.transpose(2, 0, 1)[None]).to(self.device, dtype=self.dtype)
-        return self.image_encoder(tensor, output_hidden_states=True).hidden_states[-2]
+        return ((crop.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD).transpose(2, 0, 1)
+
+    @torch.no_grad()
+    def _clip_hidden(self, crop: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate CLIP hidden states (what FaceID-Plus was trained on) of the crop and of the
+        unconditional input, zeros on the normalised tensor; one encoder call for both."""
+        pixels = torch.from_numpy(self.clip_pixels(crop)[None]).to(self.device, dtype=self.dtype)
+        hidden = self.image_encoder(torch.cat([pixels, torch.zeros_like(pixels)]),
+                                    output_hidden_states=True).hidden_states[-2]
+        return hidden[:1], hidden[1:]
 
     def _conditioning(self, request: GenerationRequest, images: int, guided: bool) -> dict[str, Any]:
         if request.face_crop is None:
             raise ValueError("the faceid backend needs the aligned face crop (GenerationRequest.face_crop)")
-        positive = self._clip_hidden(request.face_crop)
-        negative = self._clip_hidden(np.zeros_like(request.face_crop))  # IP-Adapter's unconditional image
+        identity = checked_identity(request.identity.normed, self.identity_dims, request.identity.model,
+                                    self.name, "models.faceid")
+        positive, negative = self._clip_hidden(request.face_crop)
         parts = [negative.expand(images, -1, -1), positive.expand(images, -1, -1)] if guided else [
             positive.expand(images, -1, -1)]
         projection = self.pipe.unet.encoder_hid_proj.image_projection_layers[0]
@@ -97,7 +135,7 @@ class FaceIDBackend:
         projection.shortcut = True
         projection.shortcut_scale = SHORTCUT_SCALE
         self.pipe.set_ip_adapter_scale(float(request.identity_scale))
-        face = torch.as_tensor(np.asarray(request.identity, dtype=np.float32)).reshape(1, 1, 1, -1)
+        face = torch.from_numpy(identity).reshape(1, 1, 1, -1)
         embeds = torch.cat([torch.zeros_like(face), face]) if guided else face
         return {"ip_adapter_image_embeds": [embeds.to(self.device, dtype=self.dtype)]}
 
@@ -105,34 +143,36 @@ class FaceIDBackend:
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> list[np.ndarray]:
         guided = is_guided(self.pipe, request.guidance_scale)
-        output = self.pipe(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            width=request.width,
-            height=request.height,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            num_images_per_prompt=len(request.seeds),
-            generator=[torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds],
-            output_type="np",
-            callback_on_step_end=step_callback(on_step, request.steps),
-            **self._conditioning(request, len(request.seeds), guided),
-        )
-        return [to_uint8(image) for image in output.images]
+        with out_of_memory_as_condition(self.device, f"generating {len(request.seeds)} image(s)"):
+            output = self.pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                width=request.width,
+                height=request.height,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance_scale,
+                num_images_per_prompt=len(request.seeds),
+                generator=[torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds],
+                output_type="np",
+                callback_on_step_end=step_callback(on_step, request.steps),
+                **self._conditioning(request, len(request.seeds), guided),
+            )
+            return [to_uint8(image) for image in output.images]
 
     def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
         base = request.base
         guided = is_guided(self.pipe, base.guidance_scale)
-        output = self.img2img(
-            prompt=base.prompt,
-            negative_prompt=base.negative_prompt or None,
-            image=Image.fromarray(np.ascontiguousarray(request.image)),
-            strength=request.strength,
-            num_inference_steps=base.steps,
-            guidance_scale=base.guidance_scale,
-            generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
-            output_type="np",
-            callback_on_step_end=step_callback(on_step, max(1, int(base.steps * request.strength))),
-            **self._conditioning(base, 1, guided),
-        )
-        return to_uint8(output.images[0])
+        with out_of_memory_as_condition(self.device, "re-rendering a face"):
+            output = self.img2img(
+                prompt=base.prompt,
+                negative_prompt=base.negative_prompt or None,
+                image=Image.fromarray(np.ascontiguousarray(request.image)),
+                strength=request.strength,
+                num_inference_steps=base.steps,
+                guidance_scale=base.guidance_scale,
+                generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
+                output_type="np",
+                callback_on_step_end=step_callback(on_step, redenoise_steps(base.steps, request.strength)),
+                **self._conditioning(base, 1, guided),
+            )
+            return to_uint8(output.images[0])

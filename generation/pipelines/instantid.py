@@ -9,6 +9,9 @@ antelopev2 embedding into 16 tokens):
 - its IdentityNet is a ControlNet that sees the face tokens *instead of the text* as its
   encoder_hidden_states, plus an image of five coloured keypoints that decides where the face goes,
   how big it is and its angle. :class:`IdentityNet` is the stock ControlNet with that one change.
+
+What the method feeds the model: the **raw** antelopev2 embedding (insightface's ``embedding``,
+norm ≈ 20-30, not ``normed_embedding``) to the Resampler, and zeros for the unconditional half.
 """
 
 from __future__ import annotations
@@ -27,8 +30,17 @@ from PIL import Image
 
 from generation.config import GenerationConfig, ModelsConfig
 from generation.models import explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
-from generation.pipelines.diffusers_common import finish_loading, is_guided, settle, step_callback, to_uint8
+from generation.pipelines.diffusers_common import (
+    checked_identity,
+    finish_loading,
+    is_guided,
+    out_of_memory_as_condition,
+    settle,
+    step_callback,
+    to_uint8,
+)
 from generation.pipelines.framing import draw_keypoints
+from generation.pipelines.refine import redenoise_steps
 from generation.pipelines.types import GenerationRequest, Img2ImgRequest, StepCallback
 
 log = logging.getLogger(__name__)
@@ -80,6 +92,7 @@ class InstantIDBackend:
     """SDXL + IdentityNet + InstantID IP-Adapter, loaded once and kept warm."""
 
     name = "instantid"
+    places_face = True  # the IdentityNet puts the face on the request's keypoints
 
     def __init__(self, pipe: StableDiffusionXLControlNetPipeline, device: str, dtype: torch.dtype) -> None:
         self.pipe = pipe
@@ -95,7 +108,7 @@ class InstantIDBackend:
         device = pick_device(generation.device)
         dtype = pick_dtype(generation.dtype, device)
         base, instantid = model_ref(models, "base"), model_ref(models, "instantid")
-        with explain_missing(instantid, generation, f"{IDENTITYNET_SUBFOLDER}/"):
+        with explain_missing(instantid, generation, f"{IDENTITYNET_SUBFOLDER}/", checks_layout=True):
             identitynet = IdentityNet.from_pretrained(
                 instantid.source, subfolder=IDENTITYNET_SUBFOLDER, dtype=dtype,
                 **hub_kwargs(instantid, generation),
@@ -104,7 +117,7 @@ class InstantIDBackend:
             pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
                 base.source, controlnet=identitynet, dtype=dtype, **hub_kwargs(base, generation)
             )
-        with explain_missing(instantid, generation, ADAPTER_FILE):
+        with explain_missing(instantid, generation, ADAPTER_FILE, checks_layout=True):
             pipe.load_ip_adapter(
                 instantid.source, subfolder="", weight_name=ADAPTER_FILE, image_encoder_folder=None,
                 **hub_kwargs(instantid, generation),
@@ -113,6 +126,11 @@ class InstantIDBackend:
         return cls(pipe, device, dtype)
 
     # ------------------------------------------------------------------ conditioning
+
+    @property
+    def identity_dims(self) -> int:
+        """What the Resampler takes: 512 for antelopev2's ArcFace."""
+        return int(self.pipe.unet.encoder_hid_proj.image_projection_layers[0].proj_in.in_features)
 
     @torch.no_grad()
     def face_tokens(self, embedding: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,12 +142,14 @@ class InstantIDBackend:
         return tokens[:1], tokens[1:]
 
     def _conditioning(self, request: GenerationRequest, guided: bool) -> dict[str, Any]:
-        positive, negative = self.face_tokens(request.identity)
+        identity = checked_identity(request.identity.raw, self.identity_dims, request.identity.model, self.name,
+                                    "models.instantid")
+        positive, negative = self.face_tokens(identity)
         identitynet: IdentityNet = self.pipe.controlnet  # type: ignore[assignment]
         identitynet.use_face_tokens(positive, negative)
         identitynet._guided = guided  # type: ignore[attr-defined]
         self.pipe.set_ip_adapter_scale(float(request.identity_scale))
-        face = torch.as_tensor(np.asarray(request.identity, dtype=np.float32)).reshape(1, 1, 1, -1)
+        face = torch.from_numpy(identity).reshape(1, 1, 1, -1)
         embeds = torch.cat([torch.zeros_like(face), face]) if guided else face
         return {
             "ip_adapter_image_embeds": [embeds.to(self.device, dtype=self.dtype)],
@@ -146,40 +166,42 @@ class InstantIDBackend:
         guided = is_guided(self.pipe, request.guidance_scale)
         control = draw_keypoints(request.keypoints, request.width, request.height)
         generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds]
-        output = self.pipe(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            image=_to_pil(control),
-            width=request.width,
-            height=request.height,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            num_images_per_prompt=len(request.seeds),
-            generator=generators,
-            output_type="np",
-            callback_on_step_end=step_callback(on_step, request.steps),
-            **self._conditioning(request, guided),
-        )
-        return [to_uint8(image) for image in output.images]
+        with out_of_memory_as_condition(self.device, f"generating {len(request.seeds)} image(s)"):
+            output = self.pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                image=_to_pil(control),
+                width=request.width,
+                height=request.height,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance_scale,
+                num_images_per_prompt=len(request.seeds),
+                generator=generators,
+                output_type="np",
+                callback_on_step_end=step_callback(on_step, request.steps),
+                **self._conditioning(request, guided),
+            )
+            return [to_uint8(image) for image in output.images]
 
     def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
         base = request.base
         height, width = request.image.shape[:2]
         guided = is_guided(self.pipe, base.guidance_scale)
         control = draw_keypoints(base.keypoints, width, height)
-        output = self.img2img(
-            prompt=base.prompt,
-            negative_prompt=base.negative_prompt or None,
-            image=_to_pil(request.image),
-            control_image=_to_pil(control),
-            strength=request.strength,
-            width=width,
-            height=height,
-            num_inference_steps=base.steps,
-            guidance_scale=base.guidance_scale,
-            generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
-            output_type="np",
-            callback_on_step_end=step_callback(on_step, max(1, int(base.steps * request.strength))),
-            **self._conditioning(base, guided),
-        )
-        return to_uint8(output.images[0])
+        with out_of_memory_as_condition(self.device, "re-rendering a face"):
+            output = self.img2img(
+                prompt=base.prompt,
+                negative_prompt=base.negative_prompt or None,
+                image=_to_pil(request.image),
+                control_image=_to_pil(control),
+                strength=request.strength,
+                width=width,
+                height=height,
+                num_inference_steps=base.steps,
+                guidance_scale=base.guidance_scale,
+                generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
+                output_type="np",
+                callback_on_step_end=step_callback(on_step, redenoise_steps(base.steps, request.strength)),
+                **self._conditioning(base, guided),
+            )
+            return to_uint8(output.images[0])

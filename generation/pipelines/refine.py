@@ -9,13 +9,14 @@ the cut-out square: every pixel outside it stays bit-identical (checked on every
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from generation.faces.types import Face
+from generation.faces.types import Face, HeadPose
 
 # (work_size × work_size RGB uint8 crop, 5 keypoints in crop pixels, strength) -> re-denoised crop, same size.
 Redenoise = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
@@ -23,6 +24,9 @@ Redenoise = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 # The detector's box can be tight or odd on small faces; the crop always spans at least this many
 # inter-eye distances before ``expand`` (dlib's box is ≈ 3.3, so this only guards bad boxes).
 MIN_BOX_PER_IED = 2.5
+# A face box drawn around known keypoints, in inter-eye distances: brow to chin ≈ 2.3 IED for a
+# frontal face (framing.py's proportions), as wide; centred on the keypoints' mean (near the nose).
+KEYPOINT_BOX_PER_IED = 2.3
 # Semi-axes of the paste mask, as fractions of the region's side: a little narrower than tall, like a head.
 MASK_HALF_WIDTH = 0.45
 MASK_HALF_HEIGHT = 0.5
@@ -79,6 +83,29 @@ class RefineReport:
     reason: str
     region: tuple[int, int, int, int] | None  # x0, y0, x1, y1 re-rendered, if any
     eye_distance: float | None  # the face's inter-eye distance before the pass, px
+
+
+def redenoise_steps(steps: int, strength: float) -> int:
+    """Denoising steps an SDXL img2img call runs: the last ``strength`` share of ``steps`` (at least 1)."""
+    return max(1, min(int(steps * strength), steps))
+
+
+def face_at_keypoints(keypoints: np.ndarray) -> Face:
+    """The face a keypoint-controlled generator (InstantID) drew at ``keypoints``, as a Face to plan with.
+
+    No detector is asked: the keypoints are where the IdentityNet put the face, whatever its yaw, so a
+    turned head is re-rendered as surely as a frontal one. Pose: the roll from the eyes; yaw and pitch
+    are unknown and left at 0 (planning does not use them).
+    """
+    points = np.asarray(keypoints, dtype=np.float64)
+    if points.shape != (5, 2) or not np.all(np.isfinite(points)):
+        raise ValueError(f"expected 5 finite (x, y) keypoints, got an array of shape {points.shape}")
+    eye_vector = points[1] - points[0]
+    half = KEYPOINT_BOX_PER_IED * float(np.hypot(*eye_vector)) / 2.0
+    cx, cy = points.mean(axis=0)
+    roll = math.degrees(math.atan2(eye_vector[1], eye_vector[0]))
+    return Face(box=(cx - half, cy - half, cx + half, cy + half), score=1.0, landmarks5=points,
+                pose=HeadPose(yaw=0.0, pitch=0.0, roll=roll))
 
 
 def plan_refine(

@@ -17,7 +17,33 @@ class GenerationCancelled(Exception):  # noqa: N818 - a signal, not an error
 
 
 class GenerationError(RuntimeError):
-    """A job that cannot run as asked (bad reference, device out of memory after retrying, ...)."""
+    """A job that cannot run as asked (a bad reference, a model that does not fit, ...)."""
+
+
+class OutOfMemory(Exception):  # noqa: N818 - a condition the queue reacts to
+    """The device ran out of memory. Raised by a backend in place of torch's own error, after the
+    memory the failed call held has been released; the queue retries once with one image, then fails
+    the job with a clear reason (one policy, in generation.queue.base)."""
+
+
+@dataclass(frozen=True, eq=False)
+class IdentityEmbedding:
+    """The person's face embedding in both forms the identity adapters were trained on.
+
+    InstantID feeds the *raw* ArcFace vector (norm ≈ 20-30) to its Resampler; IP-Adapter FaceID
+    feeds the unit-length ``normed_embedding``. Each backend takes the one its method prescribes.
+    """
+
+    raw: np.ndarray  # the face model's own scale
+    normed: np.ndarray  # unit length, same direction for one photo
+    model: str  # the face model that made it, e.g. "arcface-antelopev2" (for error messages)
+
+    @classmethod
+    def of_one_face(cls, raw: np.ndarray, model: str = "arcface") -> IdentityEmbedding:
+        """Both forms from one face's raw vector (what insightface's embedding / normed_embedding are)."""
+        vector = np.asarray(raw, dtype=np.float32)
+        norm = float(np.linalg.norm(vector))
+        return cls(raw=vector, normed=vector / norm if norm > 0 else vector, model=model)
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,7 +52,7 @@ class GenerationRequest:
 
     prompt: str
     negative_prompt: str
-    identity: np.ndarray  # the conditioning face embedding (raw antelopev2 vector for InstantID)
+    identity: IdentityEmbedding  # the conditioning face embedding, raw and normalised
     keypoints: np.ndarray  # (5, 2) where the face goes on the canvas: the framing control
     seeds: tuple[int, ...]  # one image per seed
     width: int = 1024

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from generation.jobs import JobEvent, JobSpec, JobState, ResultImage
+from generation.pipelines.types import OutOfMemory
+
+__all__ = ["JobCancelled", "JobFailed", "JobQueue", "JobStatus", "OutOfMemory", "Progress", "QueueStorageError",
+           "Runner", "out_of_memory_outcome"]
 
 # (step, total). The runner calls it between denoising steps; it raises JobCancelled when asked to stop.
 Progress = Callable[[int, int], None]
@@ -25,8 +29,28 @@ class JobCancelled(Exception):  # noqa: N818 - a signal
     """Raised inside a runner when its job was cancelled; the queue records it as cancelled."""
 
 
-class OutOfMemory(Exception):  # noqa: N818 - a condition the queue reacts to
-    """The device ran out of memory; the queue retries once with one image, then fails the job."""
+OUT_OF_MEMORY_REASON = ("The GPU ran out of memory, even for one image. Try again later, or ask the server owner "
+                        "to free the GPU (a smaller image size or the fast preset also needs less).")
+
+
+def out_of_memory_outcome(count: int, smaller: bool) -> str | None:
+    """The one out-of-memory policy (both queues and `closeup generate`; the backend has already freed
+    the device's cache). ``count``: images asked for; ``smaller``: this run already had just one.
+
+    None: run the job once more with one image. A string: the job fails with that reason, as an
+    outcome, not a crash (it is not retried as one, and never set aside).
+    """
+    if smaller or count == 1:
+        return OUT_OF_MEMORY_REASON
+    return None
+
+
+def fewer_images_note(spec: JobSpec, smaller: bool) -> str:
+    """Said with the results of a job that was re-run with one image after running out of memory."""
+    if not smaller or spec.count == 1:
+        return ""
+    return (f"The GPU ran out of memory making {spec.count} images at once, so this is one. "
+            "Ask again for more, or try later when it is less busy.")
 
 
 class QueueStorageError(RuntimeError):

@@ -12,10 +12,10 @@ import binascii
 import threading
 
 from generation.config import Config
-from generation.engine import Engine, PortraitJob, build_reference
+from generation.engine import Engine, build_reference
 from generation.faces.types import FaceAnalyzer
 from generation.images import ImageError, encode_png, load_image
-from generation.jobs import JobSpec, ResultImage
+from generation.jobs import JobSpec, PortraitJob, ResultImage
 from generation.likeness import ReferenceSetError
 from generation.pipelines.types import Backend, GenerationError
 from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError

@@ -30,6 +30,8 @@ from generation.queue.base import (
     OutOfMemory,
     QueueStorageError,
     Runner,
+    fewer_images_note,
+    out_of_memory_outcome,
 )
 from generation.queue.scheduler import EtaEstimator, Limits, Waiting, assign_round, check_counts, fair_order
 
@@ -449,10 +451,10 @@ class LocalQueue:
             await self._end(spec.job_id, JobState.FAILED,
                             JobEvent(EventKind.FAILED, spec.job_id, reason=exc.reason, attempt=attempts))
         except OutOfMemory:
-            if smaller or spec.count == 1:
-                await self._end(spec.job_id, JobState.FAILED, JobEvent(
-                    EventKind.FAILED, spec.job_id, attempt=attempts, reason="The GPU ran out of memory, even for "
-                    "one image. Try again later or ask the server owner to free the GPU."))
+            reason = out_of_memory_outcome(spec.count, smaller)
+            if reason is not None:
+                await self._end(spec.job_id, JobState.FAILED,
+                                JobEvent(EventKind.FAILED, spec.job_id, attempt=attempts, reason=reason))
             else:
                 log.warning("job %s: out of memory with %d images; retrying with one", spec.job_id, spec.count)
                 await self._db(self._requeue, spec.job_id, smaller=True)
@@ -466,8 +468,9 @@ class LocalQueue:
                     "set aside. The server owner can see the details in the log."))
         else:
             self.eta.record(time.monotonic() - started)
-            await self._end(spec.job_id, JobState.DONE,
-                            JobEvent(EventKind.DONE, spec.job_id, results=tuple(results), attempt=attempts))
+            await self._end(spec.job_id, JobState.DONE, JobEvent(
+                EventKind.DONE, spec.job_id, results=tuple(results), attempt=attempts,
+                reason=fewer_images_note(spec, smaller)))
         finally:
             self._current = None
             self._wakeup.set()

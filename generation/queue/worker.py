@@ -28,7 +28,15 @@ from typing import Any, TypeVar
 from redis.exceptions import ResponseError
 
 from generation.jobs import EventKind, JobEvent, JobFormatError, JobSpec, JobState, ResultImage
-from generation.queue.base import JobCancelled, JobFailed, OutOfMemory, QueueStorageError, Runner
+from generation.queue.base import (
+    JobCancelled,
+    JobFailed,
+    OutOfMemory,
+    QueueStorageError,
+    Runner,
+    fewer_images_note,
+    out_of_memory_outcome,
+)
 from generation.queue.redis import (
     DEFAULT_PREFIX,
     GROUP,
@@ -281,7 +289,8 @@ class Worker:
                 reason=f"This portrait took longer than {timeout:.0f} s and was stopped. Try fewer images."))
         else:
             try:
-                done = JobEvent(EventKind.DONE, job_id, results=tuple(results), attempt=attempts)
+                done = JobEvent(EventKind.DONE, job_id, results=tuple(results), attempt=attempts,
+                                reason=fewer_images_note(spec, claim.smaller))
                 done.to_json()
             except Exception as exc:  # the runner returned something that is not a list of ResultImage
                 await self._crashed(claim, exc)
@@ -343,10 +352,10 @@ class Worker:
             log.info("shutdown: job %s handed back to the queue", claim.job_id)
 
     async def _out_of_memory(self, claim: Claim, spec: JobSpec) -> None:
-        if claim.smaller or spec.count == 1:
-            await self._end(claim, JobState.FAILED, JobEvent(
-                EventKind.FAILED, claim.job_id, attempt=claim.attempts, reason="The GPU ran out of memory, even for "
-                "one image. Try again later or ask the server owner to free the GPU."))
+        reason = out_of_memory_outcome(spec.count, claim.smaller)
+        if reason is not None:
+            await self._end(claim, JobState.FAILED,
+                            JobEvent(EventKind.FAILED, claim.job_id, attempt=claim.attempts, reason=reason))
             return
         log.warning("job %s: out of memory with %d images; retrying with one", claim.job_id, spec.count)
         await self._durably("requeueing a job", lambda: self._store.requeue(claim.job_id, claim.ticket, smaller=True))

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from generation.config import GenerationConfig
-from generation.engine import Engine, PortraitJob, Reference, build_reference
+from generation.engine import Engine, Reference, build_reference
 from generation.faces.dlib_backend import DlibAnalyzer
 from generation.faces.types import Face, HeadPose
 from generation.images import LoadedImage, load_image_file
+from generation.jobs import PortraitJob
 from generation.likeness import ReferenceSetError, combine_references
 from generation.pipelines.framing import FRAMINGS
-from generation.pipelines.types import GenerationError, GenerationRequest, Img2ImgRequest
+from generation.pipelines.types import GenerationError, GenerationRequest, Img2ImgRequest, OutOfMemory
 from generation.prompts import PromptRejectedError, UnknownStyleError
 from generation.quality import degrade
 
@@ -52,7 +53,7 @@ class PhotoBackend:
     def generate(self, request: GenerationRequest, on_step=None) -> list[np.ndarray]:
         self.calls.append(request)
         if self.always_oom or (self.oom_above is not None and len(request.seeds) > self.oom_above):
-            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise OutOfMemory("out of device memory while generating: CUDA out of memory")
         for step in range(1, request.steps + 1):
             if on_step:
                 on_step(step, request.steps)
@@ -65,10 +66,6 @@ class PhotoBackend:
     def redenoise(self, request: Img2ImgRequest, on_step=None) -> np.ndarray:
         self.redenoised += 1
         return cv2.detailEnhance(request.image)  # a real image operation standing in for img2img
-
-
-class OutOfMemoryError(RuntimeError):
-    """Named like torch.cuda.OutOfMemoryError, which is what the engine recognises."""
 
 
 def config(**changes: object) -> GenerationConfig:
@@ -144,15 +141,12 @@ def test_small_output_face_is_rerendered(analyzer: DlibAnalyzer, obama_reference
     assert large.redenoised == 0 and not outcome.portraits[0].refined
 
 
-def test_out_of_memory_retries_one_at_a_time_then_fails_clearly(analyzer: DlibAnalyzer,
-                                                                 obama_reference: Reference) -> None:
-    backend = PhotoBackend([photo("obama2.jpg").pixels], oom_above=1)
-    outcome = Engine(backend, analyzer, config(retry_attempts=0)).run(PortraitJob(count=2, seed=5), obama_reference)
-    assert [call.seeds for call in backend.calls] == [(5, 6), (5,), (6,)]
-    assert len(outcome.portraits) == 2
+def test_out_of_memory_is_left_to_the_queue(analyzer: DlibAnalyzer, obama_reference: Reference) -> None:
+    """The engine does not retry: the queue owns the one policy (tests/generation/test_out_of_memory.py)."""
     hopeless = PhotoBackend([photo("obama2.jpg").pixels], always_oom=True)
-    with pytest.raises(GenerationError, match="out of memory"):
+    with pytest.raises(OutOfMemory):
         Engine(hopeless, analyzer, config()).run(PortraitJob(count=2, seed=5), obama_reference)
+    assert [call.seeds for call in hopeless.calls] == [(5, 6)]
 
 
 def test_bad_jobs_fail_before_generation(analyzer: DlibAnalyzer, obama_reference: Reference) -> None:

@@ -20,13 +20,8 @@ import numpy as np
 import pytest
 from tiny_onnx import ARCFACE_TEMPLATE, make_pack, recognizer_weights
 
-from generation.faces.insightface_backend import (
-    InsightFaceAnalyzer,
-    align_face,
-    ensure_pack,
-    find_pack_dir,
-    similarity_matrix,
-)
+from generation.faces.align import arcface_crop, similarity_matrix
+from generation.faces.insightface_backend import InsightFaceAnalyzer, ensure_pack, find_pack_dir
 from generation.faces.types import FaceAnalyzer, FaceModelMissingError, HeadPose
 
 FULL_LADDER = ["640", "448", "320", "640+pad"]
@@ -299,7 +294,7 @@ def test_embeddings_raw_deterministic_and_only_when_asked(analyzer: InsightFaceA
     mapped = face.landmarks5 @ matrix[:, :2].T + matrix[:, 2]
     np.testing.assert_allclose(mapped, ARCFACE_TEMPLATE, atol=1e-3)
     # Recompute the stand-in recognizer by hand: RGB, (x − 127.5) / 127.5, 8×8 pooling, matmul.
-    crop = align_face(img, face.landmarks5).astype(np.float32)
+    crop = arcface_crop(img, face.landmarks5).astype(np.float32)
     assert crop.shape == (112, 112, 3) and crop[40:100, 30:80].min() == 255  # the white cell fills it
     pooled = ((crop - 127.5) / 127.5).transpose(2, 0, 1).reshape(3, 14, 8, 14, 8).mean(axis=(2, 4))
     np.testing.assert_allclose(emb, pooled.reshape(-1) @ recognizer_weights(), rtol=1e-4, atol=1e-4)

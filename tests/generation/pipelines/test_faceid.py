@@ -12,7 +12,7 @@ import pytest
 from generation.config import GenerationConfig, ModelsConfig
 from generation.models import ModelMissingError
 from generation.pipelines.faceid import FaceIDBackend
-from generation.pipelines.types import GenerationRequest, Img2ImgRequest
+from generation.pipelines.types import GenerationRequest, IdentityEmbedding, Img2ImgRequest
 
 CROP = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
 
@@ -20,7 +20,7 @@ CROP = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
 def request(**changes: object) -> GenerationRequest:
     base = GenerationRequest(
         prompt="a studio portrait", negative_prompt="blurry",
-        identity=np.random.default_rng(0).normal(size=512).astype(np.float32),
+        identity=IdentityEmbedding.of_one_face(np.random.default_rng(0).normal(size=512) * 20),
         keypoints=np.zeros((5, 2)), seeds=(1,), width=64, height=64, steps=3, guidance_scale=5.0, face_crop=CROP,
     )
     return dataclasses.replace(base, **changes)
@@ -44,12 +44,13 @@ def test_batch_shapes_determinism_and_v2_shortcut(faceid_backend: FaceIDBackend)
 
 def test_identity_and_face_crop_and_scale_matter(faceid_backend: FaceIDBackend) -> None:
     base = faceid_backend.generate(request())[0]
-    other_face = faceid_backend.generate(request(identity=np.ones(512, np.float32)))[0]
+    other_face = faceid_backend.generate(request(identity=IdentityEmbedding.of_one_face(np.ones(512))))[0]
     other_crop = faceid_backend.generate(request(face_crop=np.zeros_like(CROP)))[0]
     assert not np.array_equal(base, other_face)
     assert not np.array_equal(base, other_crop)
     off = faceid_backend.generate(request(identity_scale=0.0))[0]
-    off_other = faceid_backend.generate(request(identity_scale=0.0, identity=np.ones(512, np.float32)))[0]
+    ones = IdentityEmbedding.of_one_face(np.ones(512))
+    off_other = faceid_backend.generate(request(identity_scale=0.0, identity=ones))[0]
     assert np.array_equal(off, off_other)  # scale 0: the identity no longer reaches the image
     assert not np.array_equal(off, base)
 

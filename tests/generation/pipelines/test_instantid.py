@@ -17,7 +17,7 @@ from generation.config import GenerationConfig, ModelsConfig
 from generation.models import ModelMissingError
 from generation.pipelines.framing import draw_keypoints
 from generation.pipelines.instantid import IdentityNet, InstantIDBackend
-from generation.pipelines.types import GenerationCancelled, GenerationRequest, Img2ImgRequest
+from generation.pipelines.types import GenerationCancelled, GenerationRequest, IdentityEmbedding, Img2ImgRequest
 
 KEYPOINTS = np.array([[24, 28], [40, 28], [32, 36], [26, 44], [38, 44]], dtype=float)
 
@@ -25,7 +25,7 @@ KEYPOINTS = np.array([[24, 28], [40, 28], [32, 36], [26, 44], [38, 44]], dtype=f
 def request(**changes: object) -> GenerationRequest:
     base = GenerationRequest(
         prompt="a studio portrait", negative_prompt="blurry",
-        identity=np.random.default_rng(0).normal(size=512).astype(np.float32) * 20,
+        identity=IdentityEmbedding.of_one_face(np.random.default_rng(0).normal(size=512) * 20),
         keypoints=KEYPOINTS, seeds=(1,), width=64, height=64, steps=3, guidance_scale=5.0,
     )
     return dataclasses.replace(base, **changes)
@@ -61,7 +61,7 @@ def test_batch_of_seeds_gives_one_image_each_deterministically(instantid_backend
 
 def test_identity_changes_the_image(instantid_backend: InstantIDBackend) -> None:
     a = instantid_backend.generate(request())[0]
-    other = np.random.default_rng(5).normal(size=512).astype(np.float32) * 20
+    other = IdentityEmbedding.of_one_face(np.random.default_rng(5).normal(size=512) * 20)
     b = instantid_backend.generate(request(identity=other))[0]
     assert not np.array_equal(a, b)
 
@@ -73,7 +73,7 @@ def test_identity_scale_zero_equals_no_adapter_and_positive_differs(instantid_ba
     assert not np.array_equal(with_zero, with_some)
     # The same call with the IP-Adapter attention removed from the UNet (IdentityNet kept).
     pipe = instantid_backend.pipe
-    positive, negative = instantid_backend.face_tokens(req.identity)
+    positive, negative = instantid_backend.face_tokens(req.identity.raw)
     processors = dict(pipe.unet.attn_processors)
     projection, hid_type = pipe.unet.encoder_hid_proj, pipe.unet.config.encoder_hid_dim_type
     from diffusers.models.attention_processor import AttnProcessor2_0
