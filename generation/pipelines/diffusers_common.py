@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from generation.models import ModelFileError, explain_missing, hub_kwargs, model
 from generation.pipelines.types import GenerationError, OutOfMemory, StepCallback
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LIGHTNING_FILE = "sdxl_lightning_4step_lora.safetensors"
 
@@ -184,22 +184,20 @@ def free_device_memory(device: str) -> None:
         torch.mps.empty_cache()
 
 
-@contextmanager
-def out_of_memory_as_condition(device: str, what: str) -> Iterator[None]:
-    """Turn the device running out of memory inside the block into :class:`OutOfMemory`.
+def run_on_device(device: str, what: str, call: Callable[[], T]) -> T:
+    """``call()``, with the device running out of memory turned into :class:`OutOfMemory`.
 
-    The memory is freed *after* leaving the ``except`` clause: until then torch's exception and its
-    traceback keep the failed call's activations alive, and emptying the cache would free nothing.
+    A plain function, not a context manager, on purpose: the memory is freed *after* the ``except``
+    clause has ended, when nothing refers to torch's exception any more. Until then its traceback
+    keeps the failed call's activations alive (a ``with`` block's ``__exit__`` would hold it too),
+    and emptying the cache would free nothing.
     """
-    reason = None
     try:
-        yield
+        return call()
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    if reason is None:
-        return
     free_device_memory(device)
     log.warning("out of device memory while %s: %s", what, reason)
     raise OutOfMemory(f"out of device memory while {what}: {reason}")

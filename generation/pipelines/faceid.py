@@ -29,7 +29,7 @@ from generation.pipelines.diffusers_common import (
     checked_identity,
     finish_loading,
     is_guided,
-    out_of_memory_as_condition,
+    run_on_device,
     settle,
     step_callback,
     to_uint8,
@@ -143,36 +143,34 @@ class FaceIDBackend:
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> list[np.ndarray]:
         guided = is_guided(self.pipe, request.guidance_scale)
-        with out_of_memory_as_condition(self.device, f"generating {len(request.seeds)} image(s)"):
-            output = self.pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                width=request.width,
-                height=request.height,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance_scale,
-                num_images_per_prompt=len(request.seeds),
-                generator=[torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds],
-                output_type="np",
-                callback_on_step_end=step_callback(on_step, request.steps),
-                **self._conditioning(request, len(request.seeds), guided),
-            )
-            return [to_uint8(image) for image in output.images]
+        output = run_on_device(self.device, f"generating {len(request.seeds)} image(s)", lambda: self.pipe(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            width=request.width,
+            height=request.height,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            num_images_per_prompt=len(request.seeds),
+            generator=[torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds],
+            output_type="np",
+            callback_on_step_end=step_callback(on_step, request.steps),
+            **self._conditioning(request, len(request.seeds), guided),
+        ))
+        return [to_uint8(image) for image in output.images]
 
     def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
         base = request.base
         guided = is_guided(self.pipe, base.guidance_scale)
-        with out_of_memory_as_condition(self.device, "re-rendering a face"):
-            output = self.img2img(
-                prompt=base.prompt,
-                negative_prompt=base.negative_prompt or None,
-                image=Image.fromarray(np.ascontiguousarray(request.image)),
-                strength=request.strength,
-                num_inference_steps=base.steps,
-                guidance_scale=base.guidance_scale,
-                generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
-                output_type="np",
-                callback_on_step_end=step_callback(on_step, redenoise_steps(base.steps, request.strength)),
-                **self._conditioning(base, 1, guided),
-            )
-            return to_uint8(output.images[0])
+        output = run_on_device(self.device, "re-rendering a face", lambda: self.img2img(
+            prompt=base.prompt,
+            negative_prompt=base.negative_prompt or None,
+            image=Image.fromarray(np.ascontiguousarray(request.image)),
+            strength=request.strength,
+            num_inference_steps=base.steps,
+            guidance_scale=base.guidance_scale,
+            generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
+            output_type="np",
+            callback_on_step_end=step_callback(on_step, redenoise_steps(base.steps, request.strength)),
+            **self._conditioning(base, 1, guided),
+        ))
+        return to_uint8(output.images[0])

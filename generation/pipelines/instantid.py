@@ -34,7 +34,7 @@ from generation.pipelines.diffusers_common import (
     checked_identity,
     finish_loading,
     is_guided,
-    out_of_memory_as_condition,
+    run_on_device,
     settle,
     step_callback,
     to_uint8,
@@ -166,42 +166,40 @@ class InstantIDBackend:
         guided = is_guided(self.pipe, request.guidance_scale)
         control = draw_keypoints(request.keypoints, request.width, request.height)
         generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds]
-        with out_of_memory_as_condition(self.device, f"generating {len(request.seeds)} image(s)"):
-            output = self.pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                image=_to_pil(control),
-                width=request.width,
-                height=request.height,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance_scale,
-                num_images_per_prompt=len(request.seeds),
-                generator=generators,
-                output_type="np",
-                callback_on_step_end=step_callback(on_step, request.steps),
-                **self._conditioning(request, guided),
-            )
-            return [to_uint8(image) for image in output.images]
+        output = run_on_device(self.device, f"generating {len(request.seeds)} image(s)", lambda: self.pipe(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            image=_to_pil(control),
+            width=request.width,
+            height=request.height,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            num_images_per_prompt=len(request.seeds),
+            generator=generators,
+            output_type="np",
+            callback_on_step_end=step_callback(on_step, request.steps),
+            **self._conditioning(request, guided),
+        ))
+        return [to_uint8(image) for image in output.images]
 
     def redenoise(self, request: Img2ImgRequest, on_step: StepCallback | None = None) -> np.ndarray:
         base = request.base
         height, width = request.image.shape[:2]
         guided = is_guided(self.pipe, base.guidance_scale)
         control = draw_keypoints(base.keypoints, width, height)
-        with out_of_memory_as_condition(self.device, "re-rendering a face"):
-            output = self.img2img(
-                prompt=base.prompt,
-                negative_prompt=base.negative_prompt or None,
-                image=_to_pil(request.image),
-                control_image=_to_pil(control),
-                strength=request.strength,
-                width=width,
-                height=height,
-                num_inference_steps=base.steps,
-                guidance_scale=base.guidance_scale,
-                generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
-                output_type="np",
-                callback_on_step_end=step_callback(on_step, redenoise_steps(base.steps, request.strength)),
-                **self._conditioning(base, guided),
-            )
-            return to_uint8(output.images[0])
+        output = run_on_device(self.device, "re-rendering a face", lambda: self.img2img(
+            prompt=base.prompt,
+            negative_prompt=base.negative_prompt or None,
+            image=_to_pil(request.image),
+            control_image=_to_pil(control),
+            strength=request.strength,
+            width=width,
+            height=height,
+            num_inference_steps=base.steps,
+            guidance_scale=base.guidance_scale,
+            generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
+            output_type="np",
+            callback_on_step_end=step_callback(on_step, redenoise_steps(base.steps, request.strength)),
+            **self._conditioning(base, guided),
+        ))
+        return to_uint8(output.images[0])

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import tiny_sdxl
+import torch
 from safetensors.torch import load_file
 
-from generation.config import GenerationConfig, ModelsConfig
 from generation.models import ModelFileError, ModelMissingError
 from generation.pipelines.diffusers_common import LIGHTNING_FILE, active_adapters
 from generation.pipelines.faceid import ADAPTER_FILE, FaceIDBackend

@@ -157,6 +157,7 @@ def test_out_of_memory_retries_once_with_one_image(tmp_path: Path) -> None:
             await queue.submit(job)
             done = await until(events, EventKind.DONE, job.job_id)
             assert len(done.results) == 1 and runner.counts == [3, 1]
+            assert "ran out of memory making 3 images" in done.reason  # the person learns why only one
         hopeless = FakeRunner(oom_above=0)
         async with LocalQueue(tmp_path / "q2.db", hopeless) as queue:
             events = queue.subscribe()
