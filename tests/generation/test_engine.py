@@ -42,10 +42,13 @@ class PhotoBackend:
 
     name = "photos"
 
-    def __init__(self, outputs: list[np.ndarray], oom_above: int | None = None, always_oom: bool = False) -> None:
+    def __init__(self, outputs: list[np.ndarray], oom_above: int | None = None, always_oom: bool = False,
+                 places_face: bool = False) -> None:
         self.outputs = outputs
         self.calls: list[GenerationRequest] = []
         self.redenoised = 0
+        self.redenoise_requests: list[Img2ImgRequest] = []
+        self.places_face = places_face  # like InstantID: the face lands on the request's keypoints
         self.oom_above = oom_above
         self.always_oom = always_oom
         self._next = 0
@@ -65,6 +68,7 @@ class PhotoBackend:
 
     def redenoise(self, request: Img2ImgRequest, on_step=None) -> np.ndarray:
         self.redenoised += 1
+        self.redenoise_requests.append(request)
         return cv2.detailEnhance(request.image)  # a real image operation standing in for img2img
 
 
@@ -139,6 +143,59 @@ def test_small_output_face_is_rerendered(analyzer: DlibAnalyzer, obama_reference
     large = PhotoBackend([source.pixels])
     outcome = Engine(large, analyzer, config(retry_attempts=0)).run(PortraitJob(seed=3), obama_reference)
     assert large.redenoised == 0 and not outcome.portraits[0].refined
+
+
+def test_known_keypoints_rerender_a_turned_head_the_detector_misses(analyzer: DlibAnalyzer,
+                                                                     obama_reference: Reference) -> None:
+    """camera.png: a man in profile, which dlib's frontal detector does not find. A generator that
+    placed the face on the keypoints is re-rendered there all the same; one that did not is not."""
+    profile = photo("camera.png").pixels
+    assert analyzer.analyze(profile) == []
+    placing = PhotoBackend([profile], places_face=True)
+    engine = Engine(placing, analyzer, config(retry_attempts=0))
+    outcome = engine.run(PortraitJob(framing="full-body", seed=2), obama_reference)
+    assert placing.redenoised == 1 and outcome.portraits[0].refined
+    keypoints = placing.calls[0].keypoints
+    changed = np.argwhere(np.any(outcome.portraits[0].image != profile, axis=2))
+    (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
+    cx, cy = keypoints.mean(axis=0)
+    assert x0 <= cx <= x1 and y0 <= cy <= y1  # the re-rendered square sits on the keypoints
+    # The generator sees the same face in the crop, scaled up: its keypoints are the target ones moved
+    # and enlarged (no rotation), with the eyes now far enough apart to hold the identity.
+    sent = placing.redenoise_requests[0].base.keypoints
+    ratio = (sent - sent.mean(axis=0)) / (keypoints - keypoints.mean(axis=0))
+    assert np.allclose(ratio, ratio[0, 0], rtol=1e-6) and ratio[0, 0] > 3
+    assert np.linalg.norm(sent[1] - sent[0]) >= 64 > np.linalg.norm(keypoints[1] - keypoints[0])
+
+    searching = PhotoBackend([profile], places_face=False)
+    outcome = Engine(searching, analyzer, config(retry_attempts=0)).run(PortraitJob(framing="full-body", seed=2),
+                                                                        obama_reference)
+    assert searching.redenoised == 0 and not outcome.portraits[0].refined
+
+
+def test_rerender_pass_reports_progress_and_stops_on_cancel(analyzer: DlibAnalyzer, arcface_reference: Reference,
+                                                           instantid_backend) -> None:
+    from generation.pipelines.types import GenerationCancelled
+
+    unet_calls: list[int] = []
+    handle = instantid_backend.pipe.unet.register_forward_pre_hook(lambda *_: unet_calls.append(1))
+    seen: list[tuple[str, int, int]] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        seen.append((stage, done, total))
+        if stage == "refining" and done >= 1:
+            raise GenerationCancelled
+
+    engine = Engine(instantid_backend, analyzer, config(width=64, height=64, steps=10, retry_attempts=0,
+                                                        refine_min_eye_distance=1024, refine_strength=0.5))
+    try:
+        with pytest.raises(GenerationCancelled):
+            engine.run(PortraitJob(seed=1), arcface_reference, progress)
+    finally:
+        handle.remove()
+    assert ("generating", 10, 10) in seen
+    assert seen[-2:] == [("refining", 0, 5), ("refining", 1, 5)]
+    assert len(unet_calls) == 10 + 1  # the pass stopped after its first of five steps
 
 
 def test_out_of_memory_is_left_to_the_queue(analyzer: DlibAnalyzer, obama_reference: Reference) -> None:
