@@ -1,23 +1,26 @@
 """Generation engine timings, with a plain diffusers call as the baseline in the same run.
 
     python benchmarks/bench_generate.py [--runs 10]            # CPU, tiny random models
-    python benchmarks/bench_generate.py --full-size [--device cuda] [--dtype float16] [--compile]
+    python benchmarks/bench_generate.py --full-size [--runs 3] [--device cuda] [--dtype float16]
+        [--backends instantid faceid] [--presets quality lightning] [--batches 1 4]
 
 Tiny mode (CPU, one thread) prints the engine's own overhead per job outside the denoising loop —
 prompt lint, framing, the face-token projection, refine detection and likeness scoring — as
 milliseconds and as a ratio to a plain diffusers SDXL-ControlNet call with the same steps, plus
 peak memory for one job.
 
-Full-size mode builds the real SDXL, IdentityNet and InstantID architectures from their public
-config values with random weights (timing is the same as with real weights), nothing downloaded,
-and prints seconds per 1024² image at 30 steps and at the 4-step fast preset, next to a plain
-diffusers SDXL call in the same run. Run it on a GPU machine; it needs about 20 GB of GPU memory
-in half precision.
+Full-size mode builds the real architectures from their public config values with random weights
+(timing and memory are those of the real weights), nothing downloaded: SDXL, IdentityNet and the
+InstantID adapter; SDXL, IP-Adapter FaceID-Plus-v2 (with its rank-128 LoRA) and CLIP ViT-H. Adapters
+and the fast preset's LoRA (rank 64, as SDXL-Lightning's) load through the production calls. For
+each backend × preset × batch it prints seconds per 1024² image, the ratio to plain SDXL with the
+same steps in the same run, peak GPU memory, and the LoRA adapters in effect. Run it on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -40,8 +43,10 @@ from generation.engine import Engine, Reference  # noqa: E402
 from generation.faces.types import Face, HeadPose  # noqa: E402
 from generation.jobs import PortraitJob  # noqa: E402
 from generation.likeness import combine_references  # noqa: E402
-from generation.pipelines.framing import draw_keypoints  # noqa: E402
+from generation.pipelines.diffusers_common import LIGHTNING_FILE  # noqa: E402
+from generation.pipelines.framing import draw_keypoints, target_keypoints  # noqa: E402
 from generation.pipelines.instantid import IdentityNet, InstantIDBackend  # noqa: E402
+from generation.pipelines.refine import face_at_keypoints, plan_refine  # noqa: E402
 from generation.pipelines.types import GenerationRequest, IdentityEmbedding  # noqa: E402
 
 KEYPOINTS = np.array([[380, 420], [640, 420], [510, 560], [410, 680], [610, 680]], dtype=float)
@@ -72,8 +77,9 @@ def tiny(runs: int) -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         paths = tiny_sdxl.build_instantid(Path(tmp))
+        # The re-render pass is off here (it is more denoising); its planning is timed at 1024² below.
         generation = GenerationConfig(offline=True, device="cpu", width=64, height=64, steps=4,
-                                      retry_attempts=0, likeness_threshold=0.0)
+                                      retry_attempts=0, likeness_threshold=0.0, refine_min_eye_distance=0)
         models = ModelsConfig(base_path=str(paths["base"]), instantid_path=str(paths["identitynet"].parent))
         backend = InstantIDBackend.load(generation, models)
         from generation.faces.dlib_backend import DlibAnalyzer
@@ -137,13 +143,23 @@ def tiny(runs: int) -> None:
 
         photo = load_image_file(ROOT / "tests" / "fixtures" / "faces" / "obama.jpg").pixels
         square = cv2.resize(photo[:910], (1024, 1024))
-        times = []
+        target = target_keypoints(reference.keypoints, "full-body", 1024, 1024)
+        detect, known, likeness = [], [], []
         for _ in range(runs):
             start = time.perf_counter()
-            analyzer.analyze(square)
+            plan_refine(max(analyzer.analyze(square), key=lambda f: f.area), square.shape)
+            detect.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            plan_refine(face_at_keypoints(target), square.shape)
+            known.append(time.perf_counter() - start)
+            start = time.perf_counter()
             score_images([square], analyzer, reference.likeness)
-            times.append(time.perf_counter() - start)
-        print(f"  per-image post-processing at 1024²   : {_median_ms(times):8.1f} ms (refine check + likeness, dlib)")
+            likeness.append(time.perf_counter() - start)
+        print("  per 1024² image, after denoising (dlib on this CPU):")
+        print(f"    re-render planning, detector (FaceID)   : {_median_ms(detect):8.2f} ms")
+        print(f"    re-render planning, keypoints (InstantID): {_median_ms(known):8.2f} ms "
+              f"= {statistics.median(known) / statistics.median(detect):.4f}× the detector")
+        print(f"    likeness scoring                         : {_median_ms(likeness):8.2f} ms")
 
 
 # ---------------------------------------------------------------------------- full size
@@ -198,76 +214,145 @@ def _build_full_size(dtype: torch.dtype, device: str):
                 text_encoder_2=text_encoder_2, tokenizer=tokenizer, tokenizer_2=tokenizer, scheduler=scheduler)
 
 
+def _full_size_lora(unet, folder: Path, rank: int, dtype: torch.dtype) -> Path:
+    """A random LoRA on every attention projection of the full UNet (SDXL-Lightning's targets and rank)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    g = torch.Generator().manual_seed(7)
+    state = {}
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in ("to_q", "to_k", "to_v", "0") and (
+                "attn" in name):
+            if name.endswith(".0") and not name.endswith("to_out.0"):
+                continue
+            state[f"{name}.lora.down.weight"] = (torch.randn(rank, module.in_features, generator=g) * 0.01).to(dtype)
+            state[f"{name}.lora.up.weight"] = (torch.randn(module.out_features, rank, generator=g) * 0.01).to(dtype)
+    StableDiffusionXLPipeline.save_lora_weights(folder, unet_lora_layers=state, weight_name=LIGHTNING_FILE)
+    return folder
+
+
+def _full_size_backend(kind: str, preset: str, dtype: torch.dtype, device: str, work: Path):
+    """A backend of the real architecture with random weights, its adapter and preset LoRA loaded
+    through the production calls (load_ip_adapter, apply_preset)."""
+    from diffusers import StableDiffusionXLControlNetPipeline, StableDiffusionXLPipeline
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from generation.pipelines.diffusers_common import apply_preset
+    from generation.pipelines.faceid import ADAPTER_FILE as FACEID_FILE
+    from generation.pipelines.faceid import FaceIDBackend
+
+    parts = full_size_components(dtype, device)
+    folder = work / f"{kind}-{preset}"
+    folder.mkdir(parents=True)
+    if kind == "instantid":
+        pipe = StableDiffusionXLControlNetPipeline(**parts)
+        state = tiny_sdxl.instantid_adapter_state(parts["unet"], heads=20, dim_head=64)
+        weight_name = "ip-adapter.bin"
+    else:
+        pipe = StableDiffusionXLPipeline(**{k: v for k, v in parts.items() if k != "controlnet"})
+        del parts["controlnet"]
+        state = tiny_sdxl.faceid_plus_state(parts["unet"], embed=2048, lora_rank=128, clip_hidden=1280)
+        weight_name = FACEID_FILE
+    torch.save({part: {k: v.to(dtype) for k, v in tensors.items()} for part, tensors in state.items()},
+               folder / weight_name)
+    del state
+    pipe.load_ip_adapter(str(folder), subfolder="", weight_name=weight_name, image_encoder_folder=None,
+                         local_files_only=True)
+    pipe.to(device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    generation = GenerationConfig(offline=True, device=device, preset=preset)
+    models = ModelsConfig(lightning_path=str(_full_size_lora(pipe.unet, folder / "lora", 64, dtype))
+                          if preset == "lightning" else "")
+    apply_preset(pipe, generation, models)
+    if kind == "instantid":
+        return InstantIDBackend(pipe, device, dtype)
+    with torch.device(device):  # CLIP ViT-H/14, as laion/CLIP-ViT-H-14-laion2B-s32B-b79K
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=1280, intermediate_size=5120, num_attention_heads=16, num_hidden_layers=32,
+            image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu")).to(dtype).eval()
+    return FaceIDBackend(pipe, encoder, device, dtype)
+
+
 def full_size(args: argparse.Namespace) -> None:
+    """Seconds per image and peak GPU memory for each backend × preset × batch, next to plain SDXL."""
+    import gc
+
     from diffusers import StableDiffusionXLPipeline
     from diffusers.models.attention_processor import AttnProcessor2_0
 
+    from generation.engine import PRESET_SAMPLING
+    from generation.pipelines.diffusers_common import active_adapters
+
     dtype = getattr(torch, args.dtype)
     device = args.device
-    parts = full_size_components(dtype, device)
-    plain = StableDiffusionXLPipeline(**{k: v for k, v in parts.items() if k != "controlnet"})
-    plain.unet.set_attn_processor(AttnProcessor2_0())
-    plain.set_progress_bar_config(disable=True)
-    from diffusers import StableDiffusionXLControlNetPipeline
-
     size = args.size
     keypoints = KEYPOINTS * size / 1024
-    identity = IdentityEmbedding.of_one_face(np.random.default_rng(0).normal(size=512) * 20)
-    settings = ((f"{args.steps} steps, CFG 5", args.steps, 5.0), ("fast preset: 4 steps, no CFG", 4, 1.0))
+    identity = IdentityEmbedding.of_one_face(np.random.default_rng(0).normal(size=512) * 25)
+    crop = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    sampling = {"quality": (args.steps, 5.0), **PRESET_SAMPLING}
 
     def sync() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
-    def time_it(fn, runs: int) -> float:
-        fn()  # warm-up (and compile, when enabled)
+    def measure(fn) -> tuple[float, float]:
+        """(median seconds per call, peak GPU GiB) after one warm-up call."""
+        fn()
         sync()
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         times = []
-        for _ in range(runs):
+        for _ in range(args.runs):
             start = time.perf_counter()
             fn()
             sync()
             times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else _peak_mb() / 1024
+        return statistics.median(times), peak
 
-    # The baseline first: the UNet shared with the InstantID pipeline has no IP-Adapter yet.
-    plain_times = [time_it(lambda s=steps, g=guidance: plain(
-        prompt="a studio portrait", width=size, height=size, num_inference_steps=s, guidance_scale=g,
-        generator=torch.Generator().manual_seed(1), output_type="np"), args.runs) for _, steps, guidance in settings]
+    def release() -> None:
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
 
-    pipe = StableDiffusionXLControlNetPipeline(**parts)
-    adapter_dir = Path(tempfile.mkdtemp())
-    state = tiny_sdxl.instantid_adapter_state(parts["unet"], heads=20, dim_head=64)
-    torch.save({part: {k: v.to(dtype) for k, v in tensors.items()} for part, tensors in state.items()},
-               adapter_dir / "ip-adapter.bin")
-    del state
-    pipe.load_ip_adapter(str(adapter_dir), subfolder="", weight_name="ip-adapter.bin", image_encoder_folder=None,
-                         local_files_only=True)
-    pipe.to(device, dtype)
-    pipe.set_progress_bar_config(disable=True)
-    backend = InstantIDBackend(pipe, device, dtype)
+    # The baseline: plain SDXL, same architecture and settings, one image.
+    parts = full_size_components(dtype, device)
+    plain = StableDiffusionXLPipeline(**{k: v for k, v in parts.items() if k != "controlnet"})
+    plain.unet.set_attn_processor(AttnProcessor2_0())
+    plain.set_progress_bar_config(disable=True)
+    baseline = {}
+    for preset in args.presets:
+        steps, guidance = sampling[preset]
+        baseline[preset] = measure(functools.partial(
+            plain, prompt="a studio portrait", width=size, height=size, num_inference_steps=steps,
+            guidance_scale=guidance, generator=torch.Generator().manual_seed(1), output_type="np"))[0]
+    del plain, parts
+    release()
+
     rows = []
-    for (label, steps, guidance), t_plain in zip(settings, plain_times, strict=True):
-        request = GenerationRequest(prompt="a studio portrait", negative_prompt="", identity=identity,
-                                    keypoints=keypoints, seeds=(1,), width=size, height=size, steps=steps,
-                                    guidance_scale=guidance)
-        rows.append((label, t_plain, time_it(lambda r=request: backend.generate(r), args.runs)))
-    if args.compile:
-        pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=False)
-        request = GenerationRequest(prompt="a studio portrait", negative_prompt="", identity=identity,
-                                    keypoints=keypoints, seeds=(1,), width=size, height=size, steps=args.steps,
-                                    guidance_scale=5.0)
-        rows.append((f"{args.steps} steps, torch.compile", plain_times[0], time_it(lambda: backend.generate(request),
-                                                                                 args.runs)))
+    work = Path(tempfile.mkdtemp())
+    for kind in args.backends:
+        for preset in args.presets:
+            backend = _full_size_backend(kind, preset, dtype, device, work)
+            adapters = ", ".join(active_adapters(backend.pipe)) or "none"
+            steps, guidance = sampling[preset]
+            for batch in args.batches:
+                request = GenerationRequest(
+                    prompt="a studio portrait", negative_prompt="", identity=identity, keypoints=keypoints,
+                    seeds=tuple(range(batch)), width=size, height=size, steps=steps, guidance_scale=guidance,
+                    face_crop=crop)
+                seconds, peak = measure(functools.partial(backend.generate, request))
+                rows.append((kind, preset, batch, seconds / batch, baseline[preset], peak, adapters))
+                print(f"  done: {kind} {preset} batch {batch}", file=sys.stderr, flush=True)
+            del backend
+            release()
     name = torch.cuda.get_device_name() if device == "cuda" else device
-    print(f"full-size SDXL + IdentityNet + InstantID, random weights, {size}², {args.dtype}, {name}")
-    print(f"{'setting':32} {'plain SDXL s/img':>17} {'InstantID s/img':>16} {'ratio':>6}")
-    for label, t_plain, t_ours in rows:
-        print(f"{label:32} {t_plain:17.2f} {t_ours:16.2f} {t_ours / t_plain:6.2f}")
-    if device == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    else:
-        print(f"peak memory (RSS): {_peak_mb()} MB")
+    print(f"full-size SDXL architectures, random weights, {size}², {args.dtype}, {name}, median of {args.runs}")
+    print(f"{'backend':10} {'preset':10} {'batch':>5} {'s/img':>7} {'plain SDXL':>11} {'ratio':>6} "
+          f"{'peak GiB':>9}  active LoRA adapters")
+    for kind, preset, batch, per_image, plain_s, peak, adapters in rows:
+        print(f"{kind:10} {preset:10} {batch:5d} {per_image:7.2f} {plain_s:11.2f} {per_image / plain_s:6.2f} "
+              f"{peak:9.1f}  {adapters}")
 
 
 def main() -> int:
@@ -278,7 +363,9 @@ def main() -> int:
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     parser.add_argument("--size", type=int, default=1024, help="full-size mode: image side (1024 for the figures)")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--compile", action="store_true", help="full-size mode: also time torch.compile")
+    parser.add_argument("--backends", nargs="+", default=["instantid", "faceid"], choices=["instantid", "faceid"])
+    parser.add_argument("--presets", nargs="+", default=["quality", "lightning"], choices=["quality", "lightning"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
     args = parser.parse_args()
     if args.full_size:
         full_size(args)

@@ -76,9 +76,13 @@ class Img2ImgRequest:
 
 
 class Backend(Protocol):
-    """A loaded, warm diffusion pipeline. Images come back as RGB uint8 arrays."""
+    """A loaded, warm diffusion pipeline. Images come back as RGB uint8 arrays.
+
+    Both calls raise OutOfMemory (not torch's error) when the device runs out of memory.
+    """
 
     name: str
+    places_face: bool  # the face lands on request.keypoints (InstantID): the re-render pass needs no detector
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> list[np.ndarray]: ...
 

@@ -120,13 +120,14 @@ def test_likeness_line() -> None:
 
 def test_results_embed() -> None:
     embed = results_embed(["line 1", "line 2"], "@everyone **me** as a knight", reencoded=True,
-                          fallback_note="Made with the fallback model.")
+                          note="The GPU ran out of memory making 4 images at once, so this is one. @everyone")
     assert embed.title == "Your portraits"
     assert embed.description == "line 1\nline 2"
     found = fields(embed)
     assert not PING.search(found["Prompt"])
     assert r"\*\*me\*\*" in found["Prompt"]
-    assert "compressed" in found["Note"] and "Made with the fallback model." in found["Note"]
+    assert "compressed" in found["Note"] and "ran out of memory making 4 images" in found["Note"]
+    assert not PING.search(found["Note"])  # the worker's words are sanitised like the prompt
     assert embed.footer.text and AI_LABEL in embed.footer.text
 
 

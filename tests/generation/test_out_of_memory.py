@@ -12,16 +12,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import io
 import sqlite3
 import sys
 import weakref
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "faces"))
 import tiny_onnx
@@ -81,11 +78,7 @@ def test_mps_wording_is_recognised_and_other_errors_pass(monkeypatch: pytest.Mon
 
 
 def square_png() -> str:
-    pixels = np.zeros((600, 800, 3), np.uint8)
-    pixels[200:400, 300:500] = 255
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return base64.b64encode(tiny_onnx.square_face_png()).decode()
 
 
 class Injector:
@@ -113,6 +106,22 @@ class Injector:
     def close(self) -> None:
         for handle in self.handles:
             handle.remove()
+
+
+@pytest.fixture
+def freed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every device-cache release, recorded on its way through to the real one."""
+    from generation.pipelines import diffusers_common
+
+    calls: list[str] = []
+    real = diffusers_common.free_device_memory
+
+    def spy(device: str) -> None:
+        calls.append(device)
+        real(device)
+
+    monkeypatch.setattr(diffusers_common, "free_device_memory", spy)
+    return calls
 
 
 @pytest.fixture
@@ -144,27 +153,27 @@ def run_job(tmp_path: Path, runner: EngineRunner, count: int) -> tuple[JobEvent,
 
 
 def test_oom_in_the_denoising_loop_retries_once_with_one_image(tmp_path: Path, runner: EngineRunner,
-                                                               instantid_backend) -> None:
+                                                               instantid_backend, freed: list[str]) -> None:
     injector = Injector(instantid_backend, unet_batch_above=2)  # 2 images under guidance: batch 4
     try:
         final, (state, failures) = run_job(tmp_path, runner, count=2)
     finally:
         injector.close()
-    assert injector.raised == ["unet batch 4"]
+    assert injector.raised == ["unet batch 4"] and freed == ["cpu"]
     assert final.kind == EventKind.DONE and len(final.results) == 1
     assert "ran out of memory making 2 images" in final.reason
     assert state == JobState.DONE and failures == 0
 
 
 def test_oom_in_the_rerender_pass_fails_clearly_and_is_no_crash(tmp_path: Path, runner: EngineRunner,
-                                                                instantid_backend) -> None:
+                                                                instantid_backend, freed: list[str]) -> None:
     injector = Injector(instantid_backend, unet_batch_above=2, in_rerender=True)
     try:
         final, (state, failures) = run_job(tmp_path, runner, count=2)
     finally:
         injector.close()
     # First run: out of memory in the loop; the one retry with one image: out of memory re-rendering.
-    assert injector.raised == ["unet batch 4", "re-render"]
+    assert injector.raised == ["unet batch 4", "re-render"] and freed == ["cpu", "cpu"]
     assert final.kind == EventKind.FAILED and final.reason == OUT_OF_MEMORY_REASON
     assert state == JobState.FAILED and failures == 0  # an outcome, not a crash: never rerun or set aside
 

@@ -185,3 +185,16 @@ def make_pack(
     make_extra(folder / names["extra"])
     make_extra(folder / "2d106det.onnx", size=192, width=212)
     return folder
+
+
+def square_face_png() -> bytes:
+    """An 800×600 PNG with a 200-px white square: the one "face" the tiny detector finds."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.zeros((600, 800, 3), np.uint8)
+    pixels[200:400, 300:500] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()

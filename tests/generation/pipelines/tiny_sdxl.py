@@ -226,10 +226,11 @@ def build_image_encoder(folder: Path, seed: int = 4) -> Path:
     return folder
 
 
-def faceid_plus_state(unet, seed: int = 5, embed: int = 64, lora_rank: int = 4) -> dict:
+def faceid_plus_state(unet, seed: int = 5, embed: int = 64, lora_rank: int = 4, clip_hidden: int = CLIP_HIDDEN) -> dict:
     """ip-adapter-faceid-plusv2_sdxl.bin's layout: FaceID tokens (proj.0/proj.2/norm) refined by a
     perceiver over CLIP hidden states, to_k_ip/to_v_ip per cross-attention layer, and a LoRA
-    (to_{q,k,v,out}_lora.{down,up}) on every attention layer, keyed by attn_processors position."""
+    (to_{q,k,v,out}_lora.{down,up}) on every attention layer, keyed by attn_processors position.
+    The real SDXL file: embed 2048 (32 heads of 64), clip_hidden 1280 (CLIP ViT-H), LoRA rank 128."""
     g = torch.Generator().manual_seed(seed)
     cross = unet.config.cross_attention_dim
     tokens, depth, inner = 4, 4, embed * 4
@@ -242,7 +243,7 @@ def faceid_plus_state(unet, seed: int = 5, embed: int = 64, lora_rank: int = 4) 
         "proj.0.weight": rand(2 * FACE_EMBED, FACE_EMBED), "proj.0.bias": torch.zeros(2 * FACE_EMBED),
         "proj.2.weight": rand(embed * tokens, 2 * FACE_EMBED), "proj.2.bias": torch.zeros(embed * tokens),
         "norm.weight": torch.ones(embed), "norm.bias": torch.zeros(embed),
-        "perceiver_resampler.proj_in.weight": rand(embed, CLIP_HIDDEN),
+        "perceiver_resampler.proj_in.weight": rand(embed, clip_hidden),
         "perceiver_resampler.proj_in.bias": torch.zeros(embed),
         "perceiver_resampler.proj_out.weight": rand(cross, embed),
         "perceiver_resampler.proj_out.bias": torch.zeros(cross),

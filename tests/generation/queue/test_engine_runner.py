@@ -22,12 +22,7 @@ from generation.queue.local import LocalQueue
 
 
 def _square_photo() -> str:
-    """A white square: the "face" the tiny SCRFD-shaped detector finds."""
-    pixels = np.zeros((600, 800, 3), np.uint8)
-    pixels[200:400, 300:500] = 255
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return base64.b64encode(tiny_onnx.square_face_png()).decode()
 
 
 def test_portrait_job_through_the_queue(tmp_path: Path, tiny_configs, instantid_backend) -> None:
