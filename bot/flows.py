@@ -29,13 +29,13 @@ from generation.images import ImageError
 from generation.jobs import JobSpec, PortraitJob, new_job_id
 from generation.prompts import (
     FRAMINGS,
-    NSFW_POLICIES,
     PromptRejectedError,
     PromptWarning,
     UnknownFramingError,
     UnknownStyleError,
     get_style,
     lint_prompt,
+    stricter_policy,
 )
 from generation.queue.base import QueueStorageError
 from generation.queue.scheduler import QueueLimitError
@@ -57,11 +57,6 @@ def where(interaction: discord.Interaction[Any]) -> tuple[str, str]:
 def queue_guild(user_id: str, guild_id: str) -> str:
     """DMs count as a server of one, so the per-server cap never lumps strangers together."""
     return guild_id or f"dm:{user_id}"
-
-
-def stricter_policy(*policies: str | None) -> str:
-    known = [p for p in policies if p in NSFW_POLICIES]
-    return min(known, key=NSFW_POLICIES.index) if known else "block"
 
 
 SORRY = "Something went wrong on my side (it's logged for the bot's host). Please try again."
@@ -252,9 +247,11 @@ class Flows:
         if cap:
             await self._tell(interaction, reply_to, cap)
             return False
+        # Every path (/portrait, draft buttons, re-roll, variations, closer, reply-with-photo) comes here, so
+        # the server's content policy travels with the job and applies at generation, not only to warnings.
         spec = JobSpec(user_id=user_id, guild_id=queue_guild(user_id, guild_id), prompt=options.prompt,
                        style=options.style, framing=options.framing, count=options.count, seed=options.seed,
-                       identity_strength=options.identity_strength,
+                       identity_strength=options.identity_strength, nsfw_policy=await self.policy(guild_id),
                        references=tuple(base64.b64encode(p).decode("ascii") for p in photos))
         record = JobRecord(
             job_id=spec.job_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id,

@@ -33,7 +33,7 @@ from generation.likeness import (
 from generation.pipelines.framing import target_keypoints
 from generation.pipelines.refine import RefineSettings, face_at_keypoints, redenoise_steps, refine_all
 from generation.pipelines.types import Backend, GenerationError, GenerationRequest, IdentityEmbedding, Img2ImgRequest
-from generation.prompts import LintResult, lint_prompt
+from generation.prompts import LintResult, lint_prompt, stricter_policy
 from generation.quality.gate import main_face_first
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,8 @@ class Engine:
     def run(self, job: PortraitJob, reference: Reference, progress: ProgressCallback | None = None) -> JobOutcome:
         if not 1 <= job.count <= self.config.max_images:
             raise GenerationError(f"Ask for 1 to {self.config.max_images} images (got {job.count}).")
-        lint = lint_prompt(job.prompt, style=job.style, framing=job.framing, nsfw_policy=self.config.nsfw_policy,
+        policy = stricter_policy(self.config.nsfw_policy, job.nsfw_policy)
+        lint = lint_prompt(job.prompt, style=job.style, framing=job.framing, nsfw_policy=policy,
                            count_tokens=getattr(self.backend, "count_tokens", None))
         base_seed = job.seed if job.seed is not None else random.SystemRandom().randrange(2**31 - 1)
         refined_seeds: set[int] = set()

@@ -56,6 +56,7 @@ class PortraitJob:
     count: int = 1
     seed: int | None = None  # None: a random base seed; image i gets seed + i
     identity_strength: float | None = None  # overrides the style's IP-Adapter weight
+    nsfw_policy: str | None = None  # the server's content policy; the stricter of it and the host's applies
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class JobSpec:
     count: int = 1
     seed: int | None = None
     identity_strength: float | None = None
+    nsfw_policy: str | None = None  # the server's content policy when stricter than the host's
     priority: int = 0  # higher runs first among a user's own jobs (e.g. a re-roll of a finished job)
     references: tuple[str, ...] = ()  # base64 of each reference photo
     timeout_s: float | None = None  # None: the queue's default

@@ -307,6 +307,12 @@ _REMOVALS = (
 )
 
 
+def stricter_policy(*policies: str | None) -> str:
+    """The strictest of the given content policies (block > warn > allow); unset ones are skipped."""
+    known = [p for p in policies if p in NSFW_POLICIES]
+    return min(known, key=NSFW_POLICIES.index) if known else "block"
+
+
 def lint_prompt(
     prompt: str,
     *,

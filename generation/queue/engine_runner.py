@@ -67,7 +67,7 @@ class EngineRunner:
         except ReferenceSetError as exc:
             raise JobFailed(exc.user_message) from None
         job = PortraitJob(prompt=spec.prompt, style=spec.style, framing=spec.framing, count=spec.count,
-                          seed=spec.seed, identity_strength=spec.identity_strength)
+                          seed=spec.seed, identity_strength=spec.identity_strength, nsfw_policy=spec.nsfw_policy)
 
         def on_progress(stage: str, done: int, total: int) -> None:
             progress(done, total)  # raises JobCancelled when the job was cancelled

@@ -180,3 +180,28 @@ def test_commands_are_rate_limited_per_person(tmp_path: Path) -> None:
             await ephemeral_reply(bob, "no saved reference")
 
     run(body)
+
+
+def test_server_content_policy_travels_with_every_job(tmp_path: Path) -> None:
+    """The host allows everything; the server says "warn". The stricter policy must reach the engine
+    with the job itself (it lints again there), for /portrait and for a re-roll of its result."""
+    import dataclasses
+
+    from harness import bot_config
+
+    generator = FastGenerator()
+    config = bot_config(tmp_path)
+    config = dataclasses.replace(config, generation=dataclasses.replace(config.generation, nsfw_policy="allow"))
+
+    async def body() -> None:
+        async with world(tmp_path, generator, config) as w:
+            await w.bot.store.set_guild_settings(GuildSettings(w.guild.id, nsfw_policy="warn"))
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            first = await w.slash(w.alice, "portrait", {"prompt": "a nude portrait"})
+            result = await result_of(first)
+            reroll = await w.emu.click(w.alice, result, buttons(result)["Re-roll"])
+            await w.emu.wait_until(lambda: len(generator.seen) == 2, timeout=20, what="the re-roll to run")
+            assert reroll is not None
+            assert [spec.nsfw_policy for spec in generator.seen] == ["warn", "warn"]
+
+    run(body)

@@ -198,6 +198,18 @@ def test_rerender_pass_reports_progress_and_stops_on_cancel(analyzer: DlibAnalyz
     assert len(unet_calls) == 10 + 1  # the pass stopped after its first of five steps
 
 
+def test_a_stricter_server_policy_on_the_job_applies(analyzer: DlibAnalyzer, obama_reference: Reference) -> None:
+    backend = PhotoBackend([photo("obama2.jpg").pixels])
+    engine = Engine(backend, analyzer, config(nsfw_policy="allow", retry_attempts=0))
+    with pytest.raises(PromptRejectedError):
+        engine.run(PortraitJob(prompt="nude portrait", nsfw_policy="block"), obama_reference)
+    engine.run(PortraitJob(prompt="nude portrait", nsfw_policy="warn", seed=1), obama_reference)
+    assert "nude" not in backend.calls[-1].prompt.lower()  # "warn" strips the words
+    strict_host = Engine(backend, analyzer, config(nsfw_policy="block", retry_attempts=0))
+    with pytest.raises(PromptRejectedError):  # a job can make the policy stricter, never looser
+        strict_host.run(PortraitJob(prompt="nude portrait", nsfw_policy="allow"), obama_reference)
+
+
 def test_out_of_memory_is_left_to_the_queue(analyzer: DlibAnalyzer, obama_reference: Reference) -> None:
     """The engine does not retry: the queue owns the one policy (tests/generation/test_out_of_memory.py)."""
     hopeless = PhotoBackend([photo("obama2.jpg").pixels], always_oom=True)
