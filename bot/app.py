@@ -7,6 +7,7 @@ connector that points discord.py at the local emulator; nothing else differs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -24,7 +25,7 @@ from bot.components import DYNAMIC_ITEMS
 from bot.delivery import Delivery
 from bot.downloads import fetch_attachment
 from bot.flows import Flows
-from bot.imaging import PhotoCheck, check_photo
+from bot.imaging import PhotoCheck, check_photo, job_reference
 from bot.limits import CommandRate, EditBudget
 from bot.metrics import Metrics
 from bot.store import Store
@@ -49,13 +50,14 @@ def build_queue(config: Config, runner: Runner | None) -> Any:
         from generation.queue.redis import RedisQueue
 
         return RedisQueue(q.redis_url, prefix=q.redis_prefix, limits=limits, max_failures=q.max_failures,
-                          dead_after_s=q.dead_after_s, keep_finished_s=q.keep_finished_s)
+                          dead_after_s=q.dead_after_s, keep_finished_s=config.queue_retention_s,
+                          events_maxlen=q.events_maxlen)
     from generation.queue.engine_runner import LazyEngineRunner
     from generation.queue.local import LocalQueue
 
     Path(q.path).parent.mkdir(parents=True, exist_ok=True)
     return LocalQueue(q.path, runner or LazyEngineRunner(config), limits=limits, timeout_s=q.job_timeout_s,
-                      max_failures=q.max_failures, keep_finished_s=q.keep_finished_s)
+                      max_failures=q.max_failures, keep_finished_s=config.queue_retention_s)
 
 
 class CloseupBot(commands.Bot):
@@ -84,6 +86,8 @@ class CloseupBot(commands.Bot):
         self.delivery = Delivery(self)
         self.web: aiohttp.ClientSession | None = None
         self._checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closeup-checks")
+        # Downloads, checks and job references in flight at once: a burst of 25 MB uploads waits here.
+        self.photo_slots = asyncio.Semaphore(config.bot.concurrent_photos)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready_for_jobs = asyncio.Event()
 
@@ -173,3 +177,13 @@ class CloseupBot(commands.Bot):
 
     async def check(self, data: bytes) -> PhotoCheck:
         return await self.in_thread(check_photo, data, self._analyzer, self.config.images)
+
+    async def job_references(self, photos: list[bytes]) -> tuple[str, ...]:
+        """What a job carries of its photos: face-centred re-encodes of ≤ 1024 px, base64 (in the check
+        thread, under the photo slots), never the uploads."""
+        def prepare() -> tuple[str, ...]:
+            return tuple(base64.b64encode(job_reference(p, self._analyzer, self.config.images)).decode("ascii")
+                         for p in photos)
+
+        async with self.photo_slots:
+            return await self.in_thread(prepare)

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,12 @@ class Delivery:
         lane = self._lane(job_id)
         async with lane.lock:
             yield
+
+    def discard(self, job_id: str) -> None:
+        """Drop the lane of a job the queue refused: nothing will ever arrive for it."""
+        lane = self._lanes.pop(job_id, None)
+        if lane is not None and lane.task is not None:
+            lane.task.cancel()
 
     @property
     def active_lanes(self) -> int:
@@ -196,6 +202,10 @@ class Delivery:
                 await self._deliver_final(record, event)
                 await self.bot.store.update_job(record.job_id, state=str(event.kind), finished_at=time.time())
                 break
+            except Undeliverable as exc:
+                log.warning("%s; its results are dropped", exc)
+                await self.bot.store.update_job(record.job_id, state=str(event.kind), finished_at=time.time())
+                break
             except discord.HTTPException as exc:
                 self.bot.metrics.observe_discord_error(exc.status, exc.code)
                 log.warning("delivering job %s: Discord said %s (attempt %d)", record.job_id, exc.status, attempt + 1)
@@ -214,7 +224,8 @@ class Delivery:
         if event.kind != EventKind.DONE:
             await self._edit(record, content=progress_text(event, _prompt(record), record.user_id))
             return
-        good, broken = _decode_results(event)
+        results = await self.bot.queue.results(record.job_id)  # read once; ack() drops them from the queue
+        good, broken = _decode_results(results)
         pngs = [png for png, _ in good]
         stored = await self.bot.store.save_results(
             record.job_id, [(png, r.seed, r.likeness, r.same_person, r.face_found, r.refined) for png, r in good])
@@ -234,6 +245,7 @@ class Delivery:
         head = f"🎨 <@{record.user_id}>'s portrait is ready (AI-generated)."
         files = [upload_file(f.data, f.filename) for f in fitted]
         await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id))
+        self.bot.metrics.observe_results(results)
 
     # ------------------------------------------------------------------ where messages go
 
@@ -266,11 +278,19 @@ class Delivery:
         mention = discord.AllowedMentions(users=[discord.Object(int(record.user_id))], everyone=False, roles=False)
         if record.progress_message_id is not None:
             channel = self.bot.get_partial_messageable(int(record.channel_id))
-            if files:
-                fields["attachments"] = files
-            await channel.get_partial_message(int(record.progress_message_id)).edit(**fields)
-            self.bot.metrics.observe_delivery("channel")
-            return record
+            try:
+                await channel.get_partial_message(int(record.progress_message_id)).edit(
+                    **fields, **({"attachments": files} if files else {}))
+                self.bot.metrics.observe_delivery("channel")
+                return record
+            except (discord.Forbidden, discord.NotFound) as exc:  # permission lost, or the message deleted
+                self.bot.metrics.observe_discord_error(exc.status, exc.code)
+                log.info("cannot edit job %s's message in channel %s (%s); posting anew", record.job_id,
+                         record.channel_id, exc.status)
+                await self.bot.store.update_job(record.job_id, progress_message_id=None)
+                record = dataclasses.replace(record, progress_message_id=None)
+                for file in files or []:
+                    file.reset()
         kwargs: dict[str, Any] = dict(fields)
         if files:
             kwargs["files"] = files
@@ -288,12 +308,21 @@ class Delivery:
             for file in files or []:
                 file.reset()
             dm = await self.bot.create_dm(discord.Object(int(record.user_id)))
-            message = await dm.send(**kwargs)
+            try:
+                message = await dm.send(**kwargs)
+            except discord.Forbidden as dm_exc:  # no channel and no DM will take it: retrying cannot help
+                self.bot.metrics.observe_discord_error(dm_exc.status, dm_exc.code)
+                raise Undeliverable(f"job {record.job_id}: neither channel {channel_id} nor a DM accepts it") \
+                    from None
             self.bot.metrics.observe_delivery("dm")
             channel_id = str(dm.id)
         changed = {"progress_message_id": str(message.id), "channel_id": channel_id}
         await self.bot.store.update_job(record.job_id, **changed)
         return dataclasses.replace(record, **changed)
+
+
+class Undeliverable(Exception):  # noqa: N818 - an outcome
+    """Discord refuses every place the result could go (channel and DM): give up instead of retrying."""
 
 
 def _prompt(record: JobRecord) -> str:
@@ -303,9 +332,9 @@ def _prompt(record: JobRecord) -> str:
         return ""
 
 
-def _decode_results(event: JobEvent) -> tuple[list[tuple[bytes, ResultImage]], int]:
+def _decode_results(results: Sequence[ResultImage]) -> tuple[list[tuple[bytes, ResultImage]], int]:
     good, broken = [], 0
-    for result in event.results:
+    for result in results:
         try:
             data = base64.b64decode(result.png, validate=True)
         except (binascii.Error, ValueError):

@@ -8,7 +8,6 @@ handler turns into an apology.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import logging
@@ -83,6 +82,7 @@ def apologize(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[Non
 class Flows:
     def __init__(self, bot: CloseupBot) -> None:
         self.bot = bot
+        self._drafts_starting: set[str] = set()  # draft ids whose button is being handled (double clicks)
 
     # ------------------------------------------------------------------ shared
 
@@ -102,8 +102,10 @@ class Flows:
 
     async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
         """Why this person may not start work here right now, or None."""
-        user_id = str(interaction.user.id)
-        guild_id, channel_id = where(interaction)
+        return await self.refusal_for(str(interaction.user.id), *where(interaction))
+
+    async def refusal_for(self, user_id: str, guild_id: str, channel_id: str) -> str | None:
+        """The same rules for every way in: slash commands, buttons, and replies with a photo."""
         if not guild_id and not self.bot.config.bot.allow_dms:
             return "I only make portraits in servers, not in direct messages."
         if guild_id:
@@ -139,14 +141,15 @@ class Flows:
         if kind and not kind.startswith(("image/", "application/octet-stream")):
             return (f"`{sanitize(attachment.filename, 80)}` isn't a photo ({sanitize(attachment.content_type, 40)}). "
                     "Attach a JPEG, PNG, WebP or HEIC selfie.")
-        try:
-            data = await self.bot.download(attachment)
-        except DownloadError as exc:
-            return exc.user_message
-        try:
-            checked = await self.bot.check(data)
-        except ImageError as exc:
-            return exc.user_message
+        async with self.bot.photo_slots:  # at most a few 25 MB photos in memory at once
+            try:
+                data = await self.bot.download(attachment)
+            except DownloadError as exc:
+                return exc.user_message
+            try:
+                checked = await self.bot.check(data)
+            except ImageError as exc:
+                return exc.user_message
         self.bot.metrics.observe_check(checked)
         return checked
 
@@ -219,6 +222,16 @@ class Flows:
         refusal = await self.refusal(interaction)
         if refusal:
             return await self.say(interaction, refusal)
+        if draft_id in self._drafts_starting:  # a second click while the first one is queuing it
+            return await self.say(interaction, "Already on it: this photo is being queued.")
+        self._drafts_starting.add(draft_id)
+        try:
+            await self._start_draft(interaction, draft, draft_id, action)
+        finally:
+            self._drafts_starting.discard(draft_id)
+
+    async def _start_draft(self, interaction: discord.Interaction[Any], draft: Draft, draft_id: str,
+                           action: str) -> None:
         sha = draft.crop_sha if action == "crop" and draft.crop_sha else draft.photo_sha
         try:
             photo = await self.bot.store.photo_bytes(sha)
@@ -247,12 +260,17 @@ class Flows:
         if cap:
             await self._tell(interaction, reply_to, cap)
             return False
+        try:
+            references = await self.bot.job_references(photos)
+        except ImageError as exc:  # a stored photo that no longer decodes
+            await self._tell(interaction, reply_to, exc.user_message)
+            return False
         # Every path (/portrait, draft buttons, re-roll, variations, closer, reply-with-photo) comes here, so
         # the server's content policy travels with the job and applies at generation, not only to warnings.
         spec = JobSpec(user_id=user_id, guild_id=queue_guild(user_id, guild_id), prompt=options.prompt,
                        style=options.style, framing=options.framing, count=options.count, seed=options.seed,
                        identity_strength=options.identity_strength, nsfw_policy=await self.policy(guild_id),
-                       references=tuple(base64.b64encode(p).decode("ascii") for p in photos))
+                       references=references)
         record = JobRecord(
             job_id=spec.job_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id,
             spec_json=dataclasses.replace(spec, references=()).to_json(), reference_shas=tuple(shas),
@@ -266,11 +284,13 @@ class Flows:
             try:
                 queued = await self.bot.queue.submit(spec)
             except QueueLimitError as exc:
+                self.bot.delivery.discard(spec.job_id)
                 await self.bot.store.delete_job(spec.job_id)
                 await self._tell(interaction, reply_to, exc.user_message)
                 return False
             except QueueStorageError as exc:  # the details (paths, what to fix) are for the host's log
                 log.error("queueing a job failed: %s", exc)
+                self.bot.delivery.discard(spec.job_id)
                 await self.bot.store.delete_job(spec.job_id)
                 await self._tell(interaction, reply_to, "I couldn't queue your portrait just now: the bot's job "
                                  "storage is locked or full. Nothing was queued; please try again in a minute.")
@@ -291,12 +311,11 @@ class Flows:
         settings = await self.bot.store.guild_settings(guild_id)
         if settings.per_user is None and settings.per_guild is None:
             return None
-        active = [job for job in await self.bot.store.unfinished_jobs() if job.guild_id == guild_id]
-        mine = sum(1 for job in active if job.user_id == user_id)
+        active, mine = await self.bot.store.active_counts(guild_id, user_id)
         if settings.per_user is not None and mine >= settings.per_user:
             return (f"This server allows {settings.per_user} portrait(s) in the queue per person. "
                     "Wait for one to finish, or cancel one with `/queue`.")
-        if settings.per_guild is not None and len(active) >= settings.per_guild:
+        if settings.per_guild is not None and active >= settings.per_guild:
             return "This server's queue is full right now. Please try again in a few minutes."
         return None
 
@@ -452,10 +471,10 @@ class Flows:
             await message.reply("Only the person who made that portrait can swap its reference photo.",
                                 mention_author=False)
             return
-        wait = self.bot.rate.allow(str(message.author.id))
-        if wait:
-            await message.reply(f"You're going a little fast: try again in {max(1, round(wait))} s.",
-                                mention_author=False)
+        guild_id = str(message.guild.id) if message.guild else ""
+        refusal = await self.refusal_for(record.user_id, guild_id, str(message.channel.id))
+        if refusal:  # the server's channel allow-list, DMs and the rate limit hold here too
+            await message.reply(refusal, mention_author=False)
             return
         checked = await self.photo_from(message.attachments[0])
         if isinstance(checked, str):
@@ -470,6 +489,5 @@ class Flows:
         sha = await self.bot.store.put_photo(checked.photo)
         options = PortraitJob(spec.prompt, spec.style, spec.framing, spec.count, spec.seed,
                                   spec.identity_strength)
-        await self.start_job(None, [checked.photo], [sha], options, user_id=record.user_id,
-                             guild_id=str(message.guild.id) if message.guild else "",
+        await self.start_job(None, [checked.photo], [sha], options, user_id=record.user_id, guild_id=guild_id,
                              channel_id=str(message.channel.id), reply_to=message)

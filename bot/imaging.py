@@ -81,6 +81,35 @@ def check_photo(data: bytes, analyzer: FaceAnalyzer, images: ImagesConfig, *, em
     )
 
 
+JOB_REFERENCE_MAX_SIDE = 1024  # what a queued job carries of a photo, at most
+JOB_REFERENCE_PER_IED = 8.0  # the square kept around the face, in inter-eye distances: head, hair, shoulders
+JOB_REFERENCE_QUALITY = 92
+
+
+def job_reference(data: bytes, analyzer: FaceAnalyzer, images: ImagesConfig) -> bytes:
+    """What a queued job carries of a checked photo: the face with room around it, re-encoded as a JPEG of
+    at most 1024 px — never the upload itself (up to 25 MB, with its EXIF and everything else in frame).
+
+    The crop keeps the face large (a selfie's eyes stay ≥ 120 px apart), which is all the engine reads: the
+    identity embedding, the aligned face crop and the keypoints' shape. A photo without a face (it would
+    not pass the check) is only downscaled.
+    """
+    image = load_image(data, **images.load_options())
+    pixels = image.pixels
+    faces = analyzer.analyze(pixels)
+    if faces:
+        face = max(faces, key=lambda f: f.area)
+        height, width = pixels.shape[:2]
+        side = JOB_REFERENCE_PER_IED * max(face.inter_eye_distance, 1.0)
+        side = max(side, 1.6 * max(face.width, face.height))
+        crop_w, crop_h = int(min(side, width)), int(min(side, height))
+        cx, cy = face.eye_mid
+        x0 = int(np.clip(round(cx - crop_w / 2), 0, width - crop_w))
+        y0 = int(np.clip(round(cy - crop_h / 2), 0, height - crop_h))
+        pixels = pixels[y0:y0 + crop_h, x0:x0 + crop_w]
+    return encode_jpeg(_downscale(np.ascontiguousarray(pixels), JOB_REFERENCE_MAX_SIDE), JOB_REFERENCE_QUALITY)
+
+
 @dataclass(frozen=True)
 class FittedImage:
     """One file ready to attach: the original PNG when it fits, else a JPEG that does."""

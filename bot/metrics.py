@@ -18,6 +18,7 @@ import math
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ import discord
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.components import DRAFT_ACTIONS, PREFIX, RESULT_ACTIONS
-from generation.jobs import EventKind, JobEvent
+from generation.jobs import EventKind, JobEvent, ResultImage
 
 if TYPE_CHECKING:
     from bot.imaging import PhotoCheck
@@ -139,7 +140,10 @@ class Metrics:
             ran = max(0.0, event.at - job.started_at)
             self.job_duration.labels(outcome=outcome).observe(ran)
             self.gpu_seconds.inc(ran)
-        for result in event.results:
+
+    def observe_results(self, results: Sequence[ResultImage]) -> None:
+        """A finished job's portraits, counted once, when the bot reads them (events carry none)."""
+        for result in results:
             self.results.inc()
             if result.likeness is not None and math.isfinite(result.likeness):
                 self.likeness.observe(min(1.0, max(0.0, result.likeness)))

@@ -102,6 +102,7 @@ CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user_id);
 CREATE INDEX IF NOT EXISTS jobs_message ON jobs(progress_message_id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
+CREATE INDEX IF NOT EXISTS jobs_guild_state ON jobs(guild_id, state);
 CREATE TABLE IF NOT EXISTS job_photos (
     job_id   TEXT NOT NULL,
     position INTEGER NOT NULL,
@@ -378,6 +379,7 @@ class Store:
         try:
             self.db_path.chmod(0o600)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -733,6 +735,17 @@ class Store:
 
         await self._call(update)
 
+    async def active_counts(self, guild_id: str, user_id: str) -> tuple[int, int]:
+        """(this server's unfinished jobs, this person's among them), counted by SQLite on an index."""
+        def count() -> tuple[int, int]:
+            marks = ", ".join("?" * len(FINISHED_STATES))
+            row = self._sql.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(user_id = ?), 0) FROM jobs WHERE guild_id = ? AND state NOT IN "
+                f"({marks})", (user_id, guild_id, *FINISHED_STATES)).fetchone()
+            return int(row[0]), int(row[1])
+
+        return await self._call(count)
+
     async def unfinished_jobs(self) -> list[JobRecord]:
         """Jobs to pick up again after a restart, oldest first."""
         def select() -> list[JobRecord]:
@@ -854,7 +867,9 @@ class Store:
                 for table in ("refs", "drafts", "people"):
                     rows += sql.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
             # Their photos go now, even ones put_photo() stored moments ago.
-            return ForgetReport(rows=rows, files=self._release(shas, keep_pending=False))
+            report = ForgetReport(rows=rows, files=self._release(shas, keep_pending=False))
+            self._scrub()
+            return report
 
         return await self._call(forget)
 
@@ -876,11 +891,17 @@ class Store:
                     "AND user_id NOT IN (SELECT user_id FROM drafts) AND user_id NOT IN (SELECT user_id FROM jobs)",
                     (cutoff,)).rowcount
             files = self._sweep_files(at)
+            if rows:
+                self._scrub()
             if rows or files:
                 log.info("store: sweep removed %d row(s) and %d file(s)", rows, files)
             return rows + files
 
         return await self._call(sweep)
+
+    def _scrub(self) -> None:
+        """Push deleted rows out of the write-ahead log too: checkpoint it and cut it to zero length."""
+        self._sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _sweep_files(self, now: float) -> int:
         """Unlink files no row refers to (put_photo()'s recent ones excepted) and temp files left by a crash."""

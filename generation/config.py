@@ -175,8 +175,11 @@ class QueueConfig:
     # Redis workers: heartbeat interval, and silence after which a worker's job is reclaimed.
     heartbeat_s: float = _setting(2.0, _between(0.1, 60.0))
     dead_after_s: float = _setting(15.0, _between(1.0, 600.0))
-    # Finished jobs and their results stay this long (Redis TTL; the local journal's retention).
+    # Finished jobs stay this long (Redis TTL; the local journal's retention), never longer than the
+    # store keeps them (store.retention_days); their portraits leave the queue as soon as they are delivered.
     keep_finished_s: float = _setting(7 * 86400.0, _between(60.0, 365 * 86400.0))
+    # Redis: events kept in the events stream (small: events carry no images; results wait in the job).
+    events_maxlen: int = _setting(10_000, _between(100, 10_000_000))
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ class BotConfig:
     allow_dms: bool = _setting(True)
     # A checked photo waiting for its Generate button is kept this long.
     draft_ttl_s: float = _setting(3600.0, _between(60.0, 7 * 86400.0))
+    # Photos downloaded, checked or prepared for a job at once (each may be 25 MB): bounds memory in a burst.
+    concurrent_photos: int = _setting(4, _between(1, 64))
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,11 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    @property
+    def queue_retention_s(self) -> float:
+        """How long the queue keeps finished jobs: its own setting, capped by the store's retention."""
+        return min(self.queue.keep_finished_s, self.store.retention_days * 86400.0)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """All settings as a dict with secrets masked, safe to log or print."""

@@ -6,6 +6,7 @@ field by field, checked, and refused with a clear reason when it is not a job th
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import time
@@ -136,6 +137,29 @@ class JobEvent:
             raise JobFormatError("event results must be a list")
         data["results"] = tuple(_build(ResultImage, _checked(ResultImage, r)) for r in results)
         return _build(cls, _checked(cls, data, skip={"kind", "results"}))
+
+
+def results_to_json(results: tuple[ResultImage, ...] | list[ResultImage]) -> str:
+    """Finished portraits as the queues keep them, apart from the event (events carry no images)."""
+    return json.dumps([asdict(r) for r in results], separators=(",", ":"))
+
+
+def results_from_json(text: str | bytes | None) -> tuple[ResultImage, ...]:
+    """What results_to_json wrote; empty for nothing stored, JobFormatError for anything else."""
+    if not text:
+        return ()
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobFormatError(f"results are not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise JobFormatError("results must be a JSON list")
+    return tuple(_build(ResultImage, _checked(ResultImage, r)) for r in data)
+
+
+def without_images(event: JobEvent) -> JobEvent:
+    """The event as queues publish and journal it: the portraits stay behind, fetched once by the bot."""
+    return dataclasses.replace(event, results=()) if event.results else event
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:

@@ -22,7 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from generation.jobs import EventKind, JobEvent, JobFormatError, JobSpec, JobState
+from generation.jobs import (
+    EventKind,
+    JobEvent,
+    JobFormatError,
+    JobSpec,
+    JobState,
+    ResultImage,
+    results_from_json,
+    results_to_json,
+    without_images,
+)
 from generation.queue.base import (
     JobCancelled,
     JobFailed,
@@ -55,7 +65,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     reason      TEXT NOT NULL DEFAULT '',
     final_event TEXT,
-    delivered   INTEGER NOT NULL DEFAULT 0
+    delivered   INTEGER NOT NULL DEFAULT 0,
+    results     TEXT  -- finished portraits (base64 PNG), until the bot acknowledges them
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 -- Covers the scheduler's reads, so they never walk the rows' large spec column (reference photos).
@@ -163,10 +174,18 @@ class LocalQueue:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
+        conn.execute("PRAGMA secure_delete=ON")  # deleted photos and portraits are overwritten, not left in free pages
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        if "results" not in columns:  # a journal from before results were kept apart from the final event
+            conn.execute("ALTER TABLE jobs ADD COLUMN results TEXT")
         self._conn = conn
+
+    def _scrub(self) -> None:
+        """Push deleted bytes out of the write-ahead log: checkpoint it and cut it to zero length."""
+        self._sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
     def _sql(self) -> sqlite3.Connection:
@@ -260,16 +279,21 @@ class LocalQueue:
         return None
 
     def _finish(self, job_id: str, state: JobState, event: JobEvent) -> None:
+        """Record how a job ended. The portraits are kept apart from the event until ack(); a job that is
+        no longer in the journal (forgotten meanwhile) stays gone."""
         sql = self._sql
         row = sql.execute("SELECT spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        spec = row[0] if row else "{}"
+        if row is None:
+            return
+        spec = row[0]
         with contextlib.suppress(JobFormatError):  # a foreign entry is kept as it was, for its reason
             # A finished job never runs again: its reference photos (hundreds of KB) need not stay on disk.
             spec = dataclasses.replace(JobSpec.from_json(spec), references=()).to_json()
         sql.execute(
-            "UPDATE jobs SET state = ?, finished_at = ?, reason = ?, final_event = ?, delivered = 0, spec = ? "
-            "WHERE job_id = ?",
-            (state, time.time(), event.reason, event.to_json(), spec, job_id),
+            "UPDATE jobs SET state = ?, finished_at = ?, reason = ?, final_event = ?, delivered = 0, spec = ?, "
+            "results = ? WHERE job_id = ?",
+            (state, time.time(), event.reason, without_images(event).to_json(), spec,
+             results_to_json(event.results) if event.results else None, job_id),
         )
 
     def _requeue(self, job_id: str, *, failed: bool = False, smaller: bool = False, refund: bool = False) -> int:
@@ -279,13 +303,17 @@ class LocalQueue:
             "attempts = attempts - ? WHERE job_id = ?",
             (JobState.QUEUED, int(failed), int(smaller), int(refund), job_id),
         )
-        return sql.execute("SELECT failures FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
+        row = sql.execute("SELECT failures FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return 0 if row is None else row[0]  # forgotten meanwhile: nothing to retry
 
     def _sweep(self, now: float) -> int:
         """Forget finished jobs (and their results) older than keep_finished_s, delivered or not."""
         cutoff = now - self.keep_finished_s
-        return self._sql.execute("DELETE FROM jobs WHERE state NOT IN (?, ?) AND finished_at < ?",
-                                 (*ACTIVE, cutoff)).rowcount
+        removed = self._sql.execute("DELETE FROM jobs WHERE state NOT IN (?, ?) AND finished_at < ?",
+                                    (*ACTIVE, cutoff)).rowcount
+        if removed:
+            self._scrub()
+        return removed
 
     def _status_rows(self, where: str, args: tuple[Any, ...]) -> list[JobStatus]:
         order = [job.job_id for job in self._order()]
@@ -348,15 +376,30 @@ class LocalQueue:
         ).fetchall())
         return [JobEvent.from_json(row[0]) for row in rows]
 
+    async def results(self, job_id: str) -> tuple[ResultImage, ...]:
+        """The portraits of a finished job, until ack() drops them; () when there are none (any more)."""
+        row = await self._db(lambda: self._sql.execute("SELECT results FROM jobs WHERE job_id = ?",
+                                                       (job_id,)).fetchone())
+        return results_from_json(row[0]) if row else ()
+
     async def ack(self, job_id: str) -> None:
-        await self._db(lambda: self._sql.execute("UPDATE jobs SET delivered = 1 WHERE job_id = ?", (job_id,)))
+        """The bot has the results: the journal keeps how the job ended, not the portraits."""
+        await self._db(lambda: self._sql.execute("UPDATE jobs SET delivered = 1, results = NULL WHERE job_id = ?",
+                                                 (job_id,)))
 
     async def purge(self, user_id: str) -> int:
-        """Forget every job of a person (the /forget command); running ones are cancelled first."""
+        """Forget every job of a person (the /forget command), now: queued, running and finished rows go at
+        once and their bytes are overwritten; a running job is stopped at its next step, and what it
+        returns finds no row to land in."""
         for status in await self.jobs_for(user_id):
             await self.cancel(status.job_id)
-        return await self._db(lambda: self._sql.execute(
-            "DELETE FROM jobs WHERE user_id = ? AND state != ?", (user_id, JobState.RUNNING)).rowcount)
+
+        def purge() -> int:
+            removed = self._sql.execute("DELETE FROM jobs WHERE user_id = ?", (user_id,)).rowcount
+            self._scrub()
+            return removed
+
+        return await self._db(purge)
 
     async def events(self) -> AsyncIterator[JobEvent]:
         """Every event from now on, in order (subscribe before submitting to miss nothing)."""
@@ -383,10 +426,10 @@ class LocalQueue:
 
     # ------------------------------------------------------------------ the worker
 
-    async def sweep(self) -> int:
-        """Apply the retention period now; the worker also does this once an hour."""
+    async def sweep(self, now: float | None = None) -> int:
+        """Apply the retention period now (as of ``now``); the worker also does this once an hour."""
         self._last_sweep = time.time()
-        removed = await self._db(self._sweep, self._last_sweep)
+        removed = await self._db(self._sweep, self._last_sweep if now is None else now)
         if removed:
             log.info("journal: forgot %d finished job(s) past the retention period", removed)
         return removed
@@ -489,7 +532,7 @@ class LocalQueue:
                 log.error("%s Recording how job %s ended is retried in %.1f s.", exc, job_id, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
-        self._emit(event)
+        self._emit(without_images(event))  # the bot reads the portraits once, through results()
 
 
 def _one_image(spec: JobSpec) -> JobSpec:

@@ -22,7 +22,8 @@ Layout (``p`` is the prefix, default ``closeup:``):
 * ``p events`` stream (capped with MAXLEN ~): every event for the bot. Read with plain ``XREAD`` from
   the last id seen, not a consumer group: every bot-side reader wants every event (a group would
   split them), and after a lost connection it resumes from its last id, so nothing is skipped.
-  Final results do not depend on it: they also sit in the job hash until ``ack`` (``p undelivered``).
+  Events carry no portraits: those sit once in the job hash (``results``) until the bot's ``ack`` drops
+  them; final events wait there too (``p undelivered``), so a trimmed stream loses no result.
 * ``p claims`` (ticket -> job) and ``p running`` (job -> worker) let a reclaim find the job behind an
   idle ticket and the ETA see running jobs; ``p user:<id>`` lists a person's jobs for ``purge``.
 * ``p cancel:<id>`` flag, read by the worker at each progress step; ``p worker:<name>`` heartbeat
@@ -53,7 +54,17 @@ from redis.exceptions import AuthenticationError, ResponseError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from generation.jobs import EventKind, JobEvent, JobFormatError, JobSpec, JobState
+from generation.jobs import (
+    EventKind,
+    JobEvent,
+    JobFormatError,
+    JobSpec,
+    JobState,
+    ResultImage,
+    results_from_json,
+    results_to_json,
+    without_images,
+)
 from generation.queue.base import JobStatus, QueueStorageError
 from generation.queue.scheduler import EtaEstimator, Limits, assign_round, check_counts
 
@@ -185,14 +196,21 @@ local function release(ticket)
   redis.call('XDEL', p .. 'jobs', ticket)
   redis.call('HDEL', p .. 'claims', ticket)
 end
-local function finish(job, expect, ticket, state, event, reason, now, ttl, maxlen, add_failure)
+local function finish(job, expect, ticket, state, event, reason, now, ttl, maxlen, add_failure, results)
   local key = p .. 'job:' .. job
   local f = redis.call('HMGET', key, 'state', 'ticket', 'wkey', 'user_id', 'guild_id')
-  if not f[1] then return 0 end
+  if not f[1] then
+    -- Forgotten (/forget) while it ran: its outcome has nowhere to go, and its ticket is of no use.
+    if ticket ~= '' and redis.call('HGET', p .. 'claims', ticket) == job then release(ticket) end
+    redis.call('DEL', p .. 'cancel:' .. job)
+    return 0
+  end
   if ticket ~= '' and f[1] == state and f[2] == ticket then return 1 end
   if f[1] ~= expect or (expect == 'running' and f[2] ~= ticket) then return 0 end
   redis.call('HSET', key, 'state', state, 'reason', reason, 'final_event', event, 'delivered', '0',
              'finished_at', now)
+  -- The portraits wait here, once, until the bot's ack; the event (stream and hash) carries none.
+  if results and results ~= '' then redis.call('HSET', key, 'results', results) end
   -- A finished job never runs again: drop its reference photos (base64, hundreds of KB) from memory.
   local spec = redis.call('HGET', key, 'spec')
   if spec then
@@ -248,9 +266,10 @@ end
 return false
 """
 
-# ARGV: prefix, job, expect, ticket, state, event, reason, now, ttl, maxlen, add_failure -> 1 stored / 0 not
+# ARGV: prefix, job, expect, ticket, state, event, reason, now, ttl, maxlen, add_failure, results
+# -> 1 stored / 0 not
 _FINISH = _LUA_COMMON + """
-return finish(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+return finish(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 """
 
 # ARGV: prefix, job, ticket, failed, smaller, refund -> failures, or -1 when the ticket no longer holds the job
@@ -302,7 +321,7 @@ local job = ARGV[2]
 local f = redis.call('HMGET', p .. 'job:' .. job, 'state', 'user_id')
 if not f[1] or (ARGV[3] ~= '' and f[2] ~= ARGV[3]) then return 'no' end
 if f[1] == 'queued' then
-  finish(job, 'queued', '', 'cancelled', ARGV[4], 'Cancelled.', ARGV[5], ARGV[6], ARGV[7], '0')
+  finish(job, 'queued', '', 'cancelled', ARGV[4], 'Cancelled.', ARGV[5], ARGV[6], ARGV[7], '0', '')
   return 'removed'
 end
 if f[1] == 'running' then
@@ -312,11 +331,34 @@ end
 return 'no'
 """
 
-# ARGV: prefix, job
+# ARGV: prefix, job, flag_ttl -- /forget for one job, whatever its state: gone now, counts kept true. A running
+# one is told to stop; its worker's finish then finds nothing and releases its ticket (see finish()).
+_FORGET = _LUA_COMMON + """
+local job = ARGV[2]
+local key = p .. 'job:' .. job
+local f = redis.call('HMGET', key, 'state', 'wkey', 'user_id', 'guild_id')
+if f[1] then
+  if f[2] then redis.call('ZREM', p .. 'waiting', f[2]) end
+  redis.call('HDEL', p .. 'active', job)
+  if f[3] and redis.call('HDEL', p .. 'uactive:' .. f[3], job) == 1 and f[4] then
+    redis.call('HINCRBY', p .. 'gactive', f[4], -1)
+  end
+  redis.call('HDEL', p .. 'running', job)
+  if f[1] == 'running' then redis.call('SET', p .. 'cancel:' .. job, '1', 'EX', ARGV[3]) end
+  redis.call('DEL', key)
+end
+redis.call('SREM', p .. 'undelivered', job)
+return f[1] and 1 or 0
+"""
+
+# ARGV: prefix, job -- the bot has the portraits: Redis keeps how the job ended, not them
 _ACK = _LUA_COMMON + """
 local key = p .. 'job:' .. ARGV[2]
 redis.call('SREM', p .. 'undelivered', ARGV[2])
-if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'delivered', '1') end
+if redis.call('EXISTS', key) == 1 then
+  redis.call('HSET', key, 'delivered', '1')
+  redis.call('HDEL', key, 'results')
+end
 return 1
 """
 
@@ -339,7 +381,7 @@ class RedisStore:
     """The Redis side both ends share: connection, scripts, and the state changes of one job."""
 
     def __init__(self, url: str, keys: Keys, *, keep_finished_s: float = 7 * 86400,
-                 events_maxlen: int = 100_000, socket_timeout_s: float = 10.0) -> None:
+                 events_maxlen: int = 10_000, socket_timeout_s: float = 10.0) -> None:
         self.url = url
         self.where = mask_secrets(url)
         self.keys = keys
@@ -359,6 +401,7 @@ class RedisStore:
         self._release = self.client.register_script(_RELEASE)
         self.cancel_script = self.client.register_script(_CANCEL)
         self.ack_script = self.client.register_script(_ACK)
+        self.forget_script = self.client.register_script(_FORGET)
 
     async def open(self) -> None:
         """Check that Redis answers and that the job stream and its group exist; a clear error if not."""
@@ -394,8 +437,9 @@ class RedisStore:
                      expect: JobState = JobState.RUNNING, add_failure: bool = False) -> bool:
         """Record the job's end and its final event in one step; False when the ticket no longer holds it."""
         stored = await self._finish(args=[
-            self.keys.prefix, job_id, str(expect), ticket, str(state), event.to_json(), event.reason,
-            repr(time.time()), self.keep_finished_s, self.events_maxlen, int(add_failure)])
+            self.keys.prefix, job_id, str(expect), ticket, str(state), without_images(event).to_json(), event.reason,
+            repr(time.time()), self.keep_finished_s, self.events_maxlen, int(add_failure),
+            results_to_json(event.results) if event.results else ""])
         return bool(stored)
 
     async def requeue(self, job_id: str, ticket: str, *, failed: bool = False, smaller: bool = False,
@@ -516,7 +560,7 @@ class RedisQueue:
 
     def __init__(self, redis_url: str = DEFAULT_URL, *, prefix: str = DEFAULT_PREFIX, limits: Limits | None = None,
                  max_failures: int = 3, eta: EtaEstimator | None = None, dead_after_s: float = 10.0,
-                 reclaim_every_s: float = 5.0, keep_finished_s: float = 7 * 86400, events_maxlen: int = 100_000,
+                 reclaim_every_s: float = 5.0, keep_finished_s: float = 7 * 86400, events_maxlen: int = 10_000,
                  cancel_flag_ttl_s: int = 3600) -> None:
         self.keys = Keys(prefix)
         self.limits = limits or Limits()
@@ -666,38 +710,48 @@ class RedisQueue:
                 await client.srem(self.keys.undelivered, *gone)
         return [event for _, event in sorted(found, key=lambda item: item[0])]
 
+    async def results(self, job_id: str) -> tuple[ResultImage, ...]:
+        """The portraits of a finished job, until ack() drops them; () when there are none (any more)."""
+        with self._storage("read the results"):
+            text = await self._store.client.hget(self.keys.job(job_id), "results")
+        return results_from_json(text)
+
     async def ack(self, job_id: str) -> None:
         with self._storage("record the delivery"):
             await self._store.ack_script(args=[self.keys.prefix, job_id])
 
     async def purge(self, user_id: str) -> int:
-        """Forget every job of a person (the /forget command); running ones are cancelled first."""
-        for status in await self.jobs_for(user_id):
-            await self.cancel(status.job_id)
+        """/forget: every job of this person gone from Redis now — queued, running (stopped at its next
+        step; what it returns is dropped) and finished ones, with their results and their events."""
         client, user_key = self._store.client, self.keys.user(user_id)
         with self._storage("forget the jobs"):
-            ids = sorted(await client.smembers(user_key))
-            if not ids:
-                return 0
-            async with client.pipeline(transaction=False) as pipe:
-                for job_id in ids:
-                    pipe.hget(self.keys.job(job_id), "state")
-                states = await pipe.execute()
-            # The cancels above finished every queued job; a running one (stopping) or one queued meanwhile stays
-            # active, so the per-person and per-server counts stay true.
-            active = (JobState.RUNNING, JobState.QUEUED)
-            doomed = [i for i, state in zip(ids, states, strict=True) if state and state not in active]
-            keep = [i for i, state in zip(ids, states, strict=True) if state in active]
-            async with client.pipeline(transaction=True) as pipe:
-                for job_id in doomed:
-                    pipe.delete(self.keys.job(job_id))
-                    pipe.srem(self.keys.undelivered, job_id)
-                    pipe.hdel(self.keys.active, job_id)
-                pipe.delete(user_key)
-                if keep:
-                    pipe.sadd(user_key, *keep)
-                await pipe.execute()
-        return len(doomed)
+            active = await client.hgetall(self.keys.active)
+            ids = set(await client.smembers(user_key))
+            ids |= {job_id for job_id, user, _, _ in _active_entries(active) if user == user_id}
+            removed = 0
+            for job_id in sorted(ids):
+                removed += int(await self._store.forget_script(args=[self.keys.prefix, job_id,
+                                                                     self.cancel_flag_ttl_s]))
+            await client.delete(user_key)
+            if ids:
+                await self._drop_events(ids)
+        return removed
+
+    async def _drop_events(self, job_ids: set[str]) -> None:
+        """Delete these jobs' entries from the events stream (bounded by events_maxlen)."""
+        client, last = self._store.client, "-"
+        while True:
+            entries = await client.xrange(self.keys.events, min=last, max="+", count=1000)
+            doomed = []
+            for entry_id, fields in entries:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    if json.loads((fields or {}).get("event", "")).get("job_id") in job_ids:
+                        doomed.append(entry_id)
+            if doomed:
+                await client.xdel(self.keys.events, *doomed)
+            if len(entries) < 1000:
+                return
+            last = "(" + entries[-1][0]
 
     async def sweep(self) -> int:
         """Apply the retention period now. Redis itself forgets finished jobs (their hashes carry a TTL of

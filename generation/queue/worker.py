@@ -88,7 +88,7 @@ class Worker:
     def __init__(self, name: str, redis_url: str, runner: Runner, *, prefix: str = DEFAULT_PREFIX,
                  heartbeat_s: float = 2.0, dead_after_s: float = 10.0, timeout_s: float = 900.0,
                  max_failures: int = 3, shutdown_grace_s: float = 30.0, keep_finished_s: float = 7 * 86400,
-                 events_maxlen: int = 100_000, handle_signals: bool = True) -> None:
+                 events_maxlen: int = 10_000, handle_signals: bool = True) -> None:
         if dead_after_s <= heartbeat_s:
             raise ValueError("dead_after_s must be longer than heartbeat_s, or live workers look dead")
         self.name = name
@@ -488,8 +488,8 @@ async def run_worker(config_path: str | None, runner: Runner | None = None, *, r
             return 2
     worker = Worker(name or default_name(), url, runner, prefix=prefix or queue.redis_prefix,
                     heartbeat_s=queue.heartbeat_s, dead_after_s=queue.dead_after_s, timeout_s=queue.job_timeout_s,
-                    max_failures=queue.max_failures, keep_finished_s=queue.keep_finished_s,
-                    shutdown_grace_s=shutdown_grace_s)
+                    max_failures=queue.max_failures, keep_finished_s=config.queue_retention_s,
+                    events_maxlen=queue.events_maxlen, shutdown_grace_s=shutdown_grace_s)
     log.info("worker %s serving %s (prefix %r)", worker.name, mask_secrets(url), worker.keys.prefix)
     try:
         await worker.run()

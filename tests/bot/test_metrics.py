@@ -52,7 +52,8 @@ def test_a_finished_job_gives_wait_duration_gpu_time_and_likeness() -> None:
     m.observe_event(JobEvent(EventKind.QUEUED, JOB_A, at=100.0, position=0))
     m.observe_event(JobEvent(EventKind.STARTED, JOB_A, at=103.0, attempt=1))
     m.observe_event(JobEvent(EventKind.PROGRESS, JOB_A, at=105.0, step=1, total=2))
-    m.observe_event(JobEvent(EventKind.DONE, JOB_A, at=110.0, results=(result(0.81), result(0.45), result(None))))
+    m.observe_event(JobEvent(EventKind.DONE, JOB_A, at=110.0))  # events carry no images
+    m.observe_results((result(0.81), result(0.45), result(None)))  # read once from the queue on delivery
     assert value(m, "closeup_queue_wait_seconds_count") == 1
     assert value(m, "closeup_queue_wait_seconds_sum") == pytest.approx(3.0)
     assert value(m, "closeup_job_duration_seconds_count", outcome="done") == 1
@@ -100,18 +101,17 @@ def test_queue_depth_and_running_follow_the_events() -> None:
     m.observe_event(JobEvent(EventKind.DONE, "d" * 32))
     assert value(m, "closeup_job_duration_seconds_count", outcome="done") == 0
     assert value(m, "closeup_jobs_finished_total", outcome="done") == 1
-    m.observe_event(JobEvent(EventKind.DONE, JOB_A, results=(result(0.7),)))
+    m.observe_event(JobEvent(EventKind.DONE, JOB_A))
     assert (value(m, "closeup_queue_depth"), value(m, "closeup_jobs_running")) == (2, 0)
 
 
 def test_a_repeated_final_event_counts_once_and_late_progress_is_ignored() -> None:
     m = Metrics()
     m.observe_event(JobEvent(EventKind.STARTED, JOB_A, at=1.0))
-    done = JobEvent(EventKind.DONE, JOB_A, at=2.0, results=(result(0.9),))
+    done = JobEvent(EventKind.DONE, JOB_A, at=2.0)
     m.observe_event(done)
     m.observe_event(done)  # e.g. replayed as undelivered
     m.observe_event(JobEvent(EventKind.PROGRESS, JOB_A, step=4, total=4))
-    assert value(m, "closeup_results_total") == 1
     assert value(m, "closeup_job_duration_seconds_count", outcome="done") == 1
     assert value(m, "closeup_jobs_running") == 0
 

@@ -134,33 +134,33 @@ def runner(tmp_path: Path, tiny_configs, instantid_backend) -> EngineRunner:
     return EngineRunner.from_config(config, backend=instantid_backend)
 
 
-def run_job(tmp_path: Path, runner: EngineRunner, count: int) -> tuple[JobEvent, tuple[str, int]]:
+def run_job(tmp_path: Path, runner: EngineRunner, count: int) -> tuple[JobEvent, int, tuple[str, int]]:
     job = JobSpec(user_id="u", guild_id="g", prompt="portrait", count=count, seed=3, references=(square_png(),))
 
-    async def main() -> JobEvent:
+    async def main() -> tuple[JobEvent, int]:
         async with LocalQueue(tmp_path / "q.db", runner) as queue:
             events = queue.subscribe()
             await queue.submit(job)
             while True:
                 event = await asyncio.wait_for(events.get(), 120)
                 if event.job_id == job.job_id and event.kind in (EventKind.DONE, EventKind.FAILED):
-                    return event
+                    return event, len(await queue.results(job.job_id))
 
-    final = asyncio.run(main())
+    final, images = asyncio.run(main())
     with sqlite3.connect(tmp_path / "q.db") as db:
         state, failures = db.execute("SELECT state, failures FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
-    return final, (state, failures)
+    return final, images, (state, failures)
 
 
 def test_oom_in_the_denoising_loop_retries_once_with_one_image(tmp_path: Path, runner: EngineRunner,
                                                                instantid_backend, freed: list[str]) -> None:
     injector = Injector(instantid_backend, unet_batch_above=2)  # 2 images under guidance: batch 4
     try:
-        final, (state, failures) = run_job(tmp_path, runner, count=2)
+        final, images, (state, failures) = run_job(tmp_path, runner, count=2)
     finally:
         injector.close()
     assert injector.raised == ["unet batch 4"] and freed == ["cpu"]
-    assert final.kind == EventKind.DONE and len(final.results) == 1
+    assert final.kind == EventKind.DONE and images == 1
     assert "ran out of memory making 2 images" in final.reason
     assert state == JobState.DONE and failures == 0
 
@@ -169,7 +169,7 @@ def test_oom_in_the_rerender_pass_fails_clearly_and_is_no_crash(tmp_path: Path, 
                                                                 instantid_backend, freed: list[str]) -> None:
     injector = Injector(instantid_backend, unet_batch_above=2, in_rerender=True)
     try:
-        final, (state, failures) = run_job(tmp_path, runner, count=2)
+        final, _, (state, failures) = run_job(tmp_path, runner, count=2)
     finally:
         injector.close()
     # First run: out of memory in the loop; the one retry with one image: out of memory re-rendering.
@@ -181,7 +181,7 @@ def test_oom_in_the_rerender_pass_fails_clearly_and_is_no_crash(tmp_path: Path, 
 def test_one_image_out_of_memory_fails_at_once(tmp_path: Path, runner: EngineRunner, instantid_backend) -> None:
     injector = Injector(instantid_backend, in_rerender=True)
     try:
-        final, (state, failures) = run_job(tmp_path, runner, count=1)
+        final, _, (state, failures) = run_job(tmp_path, runner, count=1)
     finally:
         injector.close()
     assert injector.raised == ["re-render"]

@@ -51,8 +51,9 @@ def test_portrait_job_through_the_queue(tmp_path: Path, tiny_configs, instantid_
                 if event.kind in (EventKind.DONE, EventKind.FAILED):
                     finals[event.job_id] = event
             done = finals[good.job_id]
-            assert done.kind == EventKind.DONE and [r.seed for r in done.results] == [3, 4]
-            image = Image.open(io.BytesIO(base64.b64decode(done.results[0].png)))
+            results = await queue.results(good.job_id)
+            assert done.kind == EventKind.DONE and [r.seed for r in results] == [3, 4]
+            image = Image.open(io.BytesIO(base64.b64decode(results[0].png)))
             assert image.size == (64, 64)
             assert steps and generation.steps in steps  # then the re-render pass reports its own steps
             assert finals[no_face.job_id].kind == EventKind.FAILED
@@ -90,12 +91,12 @@ def test_safety_checker_withholds_flagged_images(tmp_path: Path, tiny_configs, i
             while True:
                 event = await asyncio.wait_for(events.get(), 60)
                 if event.kind in (EventKind.DONE, EventKind.FAILED):
-                    return event
+                    return event, await queue.results(job.job_id)
 
-    withheld = asyncio.run(one_job(runner_for(True), "strict"))
+    withheld, _ = asyncio.run(one_job(runner_for(True), "strict"))
     assert withheld.kind == EventKind.FAILED and "safety checker" in withheld.reason
-    passed = asyncio.run(one_job(runner_for(False), "lenient"))
-    assert passed.kind == EventKind.DONE and len(passed.results) == 2
+    passed, results = asyncio.run(one_job(runner_for(False), "lenient"))
+    assert passed.kind == EventKind.DONE and len(results) == 2
 
 
 def test_a_broken_lora_fails_each_job_clearly_and_the_worker_goes_on(tmp_path: Path, tiny_configs) -> None:

@@ -49,7 +49,8 @@ def test_job_runs_with_events_and_results(tmp_path: Path) -> None:
             queued = await queue.submit(job)
             assert queued.kind == EventKind.QUEUED and queued.position == 0 and queued.eta_s is not None
             done = await until(events, EventKind.DONE, job.job_id)
-            assert [r.seed for r in done.results] == [10, 11]
+            assert done.results == ()  # events carry no images: the bot reads them once, then acks
+            assert [r.seed for r in await queue.results(job.job_id)] == [10, 11]
             kinds = []
             while not events.empty():
                 kinds.append(events.get_nowait().kind)
@@ -57,6 +58,7 @@ def test_job_runs_with_events_and_results(tmp_path: Path) -> None:
             assert [e.job_id for e in await queue.undelivered()] == [job.job_id]
             await queue.ack(job.job_id)
             assert await queue.undelivered() == []
+            assert await queue.results(job.job_id) == ()  # delivered: the journal no longer holds them
 
     run(main())
 
@@ -156,7 +158,7 @@ def test_out_of_memory_retries_once_with_one_image(tmp_path: Path) -> None:
             job = spec(count=3)
             await queue.submit(job)
             done = await until(events, EventKind.DONE, job.job_id)
-            assert len(done.results) == 1 and runner.counts == [3, 1]
+            assert len(await queue.results(job.job_id)) == 1 and runner.counts == [3, 1]
             assert "ran out of memory making 3 images" in done.reason  # the person learns why only one
         hopeless = FakeRunner(oom_above=0)
         async with LocalQueue(tmp_path / "q2.db", hopeless) as queue:

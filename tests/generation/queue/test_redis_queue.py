@@ -137,11 +137,13 @@ def test_job_runs_with_events_in_order_and_results(redis_url: str, prefix: str) 
             queued = await queue.submit(job)
             assert queued.kind == EventKind.QUEUED and queued.position == 0 and queued.eta_s is not None
             done = await until(events, EventKind.DONE, job.job_id)
-            assert [r.seed for r in done.results] == [10, 11]
+            assert done.results == ()  # events carry no images: the bot reads them once, then acks
+            assert [r.seed for r in await queue.results(job.job_id)] == [10, 11]
             assert (await queue.status(job.job_id)).state == JobState.DONE
             assert [e.job_id for e in await queue.undelivered()] == [job.job_id]
             await queue.ack(job.job_id)
             assert await queue.undelivered() == []
+            assert await queue.results(job.job_id) == ()  # delivered: Redis no longer holds them
 
     run(main())
 
@@ -283,7 +285,7 @@ def test_out_of_memory_retries_once_with_one_image(redis_url: str, prefix: str) 
             job = spec(count=3)
             await queue.submit(job)
             done = await until(events, EventKind.DONE, job.job_id)
-            assert len(done.results) == 1 and runner.counts == [3, 1]
+            assert len(await queue.results(job.job_id)) == 1 and runner.counts == [3, 1]
             assert "ran out of memory making 3 images" in done.reason  # the person learns why only one
         hopeless = FakeRunner(oom_above=0)
         async with queue_at(redis_url, prefix) as queue, working(redis_url, prefix, hopeless):
