@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,7 @@ from generation.queue.scheduler import Limits
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+JOB_REFERENCE_CACHE = 64  # prepared job references kept in memory (≈ 0.2 MB each)
 COGS = ("bot.cogs.portrait", "bot.cogs.references", "bot.cogs.queue", "bot.cogs.privacy", "bot.cogs.help",
         "bot.cogs.admin", "bot.cogs.context")
 
@@ -88,6 +90,7 @@ class CloseupBot(commands.Bot):
         self._checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closeup-checks")
         # Downloads, checks and job references in flight at once: a burst of 25 MB uploads waits here.
         self.photo_slots = asyncio.Semaphore(config.bot.concurrent_photos)
+        self._job_refs: OrderedDict[str, str] = OrderedDict()  # photo sha -> prepared job reference
         self._tasks: list[asyncio.Task[None]] = []
         self.ready_for_jobs = asyncio.Event()
 
@@ -178,12 +181,28 @@ class CloseupBot(commands.Bot):
     async def check(self, data: bytes) -> PhotoCheck:
         return await self.in_thread(check_photo, data, self._analyzer, self.config.images)
 
-    async def job_references(self, photos: list[bytes]) -> tuple[str, ...]:
+    async def job_references(self, photos: list[bytes], shas: list[str]) -> tuple[str, ...]:
         """What a job carries of its photos: face-centred re-encodes of ≤ 1024 px, base64 (in the check
-        thread, under the photo slots), never the uploads."""
-        def prepare() -> tuple[str, ...]:
-            return tuple(base64.b64encode(job_reference(p, self._analyzer, self.config.images)).decode("ascii")
-                         for p in photos)
+        thread, under the photo slots), never the uploads. Kept for the last few photos by content hash,
+        so re-rolls and variations don't detect the same face again; emptied by any /forget."""
+        missing = [(sha, data) for sha, data in zip(shas, photos, strict=True) if sha not in self._job_refs]
 
-        async with self.photo_slots:
-            return await self.in_thread(prepare)
+        def prepare() -> list[str]:
+            return [base64.b64encode(job_reference(data, self._analyzer, self.config.images)).decode("ascii")
+                    for _, data in missing]
+
+        if missing:
+            async with self.photo_slots:
+                prepared = await self.in_thread(prepare)
+            for (sha, _), reference in zip(missing, prepared, strict=True):
+                self._job_refs[sha] = reference
+        references = tuple(self._job_refs[sha] for sha in shas)
+        for sha in shas:
+            self._job_refs.move_to_end(sha)
+        while len(self._job_refs) > JOB_REFERENCE_CACHE:
+            self._job_refs.popitem(last=False)
+        return references
+
+    def forget_job_references(self) -> None:
+        """/forget: no prepared face stays in memory either."""
+        self._job_refs.clear()

@@ -261,7 +261,7 @@ class Flows:
             await self._tell(interaction, reply_to, cap)
             return False
         try:
-            references = await self.bot.job_references(photos)
+            references = await self.bot.job_references(photos, shas)
         except ImageError as exc:  # a stored photo that no longer decodes
             await self._tell(interaction, reply_to, exc.user_message)
             return False
@@ -397,6 +397,7 @@ class Flows:
         if answer == "no":
             return await interaction.edit_original_response(content="Nothing was deleted.", view=None)
         purged = await self.bot.queue.purge(user_id)
+        self.bot.forget_job_references()
         try:
             report = await self.bot.store.forget(user_id)
         except StoreError as exc:

@@ -55,7 +55,12 @@ def test_saved_reference_is_used_without_a_photo(tmp_path: Path) -> None:
             assert spec.style == "anime" and spec.user_id == w.alice.id
             import base64
 
-            assert base64.b64decode(spec.references[0]) == photo()
+            from harness import analyzer
+
+            from bot.imaging import job_reference
+
+            # The saved photo, as every job carries it: face-centred, at most 1024 px, re-encoded.
+            assert base64.b64decode(spec.references[0]) == job_reference(photo(), analyzer(), w.bot.config.images)
             # Bob has no reference and cannot use Alice's.
             bob = await w.slash(w.bob, "portrait")
             await bob.wait_message(lambda m: "no saved reference" in (m.get("content") or ""))
@@ -243,5 +248,50 @@ def test_consent_notice_on_first_use_only_and_results_labelled(tmp_path: Path) -
             assert "Before you start" not in text_of(again)
             ref = await w.slash(w.bob, "reference", {"photo": emu.attachment(photo())}, subcommand="set")
             await ephemeral_reply(ref, "Before you start", timeout=20)
+
+    run(body)
+
+
+def test_a_double_click_on_generate_queues_one_job(tmp_path: Path) -> None:
+    import asyncio
+
+    generator = FastGenerator()
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            inter = await w.slash(w.alice, "portrait", {"photo": emu.attachment(photo())})
+            report = await inter.wait_message(lambda m: m.get("embeds"), timeout=20)
+            clicks = await asyncio.gather(emu.click(w.alice, report, buttons(report)["Generate"]),
+                                          emu.click(w.alice, report, buttons(report)["Generate"]))
+            await result_of(clicks[0])
+            await asyncio.sleep(0.5)
+            assert len(generator.seen) == 1
+            assert (await w.bot.store.counts())["jobs"] == 1
+
+    run(body)
+
+
+def test_refused_jobs_leave_no_delivery_lane_behind(tmp_path: Path) -> None:
+    import dataclasses
+    import threading
+
+    from harness import bot_config
+
+    gate = threading.Event()
+    generator = FastGenerator(gate=gate)
+    config = bot_config(tmp_path)
+    config = dataclasses.replace(config, queue=dataclasses.replace(config.queue, per_user=1))
+
+    async def body() -> None:
+        async with world(tmp_path, generator, config) as w:
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            running = await w.slash(w.alice, "portrait")
+            await running.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            for _ in range(5):
+                refused = await w.slash(w.alice, "portrait")
+                await ephemeral_reply(refused, "queue", timeout=20)
+            assert w.bot.delivery.active_lanes == 1  # the running job's only
+            gate.set()
 
     run(body)

@@ -88,7 +88,13 @@ def test_reply_with_a_photo_swaps_the_reference_and_runs_again(tmp_path: Path) -
             assert "likeness" in text_of(done)
             assert len(generator.seen) == 2
             assert generator.seen[1].prompt == "a knight"
-            assert base64.b64decode(generator.seen[1].references[0]) == photo("biden.jpg")
+            # The job carries the new photo as the bot prepares every reference (face-centred, ≤ 1024 px).
+            from harness import analyzer
+
+            from bot.imaging import job_reference
+
+            expected = job_reference(photo("biden.jpg"), analyzer(), w.bot.config.images)
+            assert base64.b64decode(generator.seen[1].references[0]) == expected
             refs = await w.bot.store.references(w.alice.id)
             assert len(refs) == 1
             # Bob replying to Alice's portrait is refused.
@@ -96,6 +102,15 @@ def test_reply_with_a_photo_swaps_the_reference_and_runs_again(tmp_path: Path) -
                                    mention_bot=True)
             await emu.wait_until(lambda: any("Only the person who made" in (m.get("content") or "")
                                              for m in emu.channel_messages(w.channel)), what="Bob's refusal")
+            assert len(generator.seen) == 2
+            # The server's channel allow-list holds for replies too.
+            from bot.store import GuildSettings
+
+            await w.bot.store.set_guild_settings(GuildSettings(w.guild.id, (w.other_channel.id,)))
+            await emu.send_message(w.alice, w.channel, attachments=[emu.attachment(photo())], reply_to=result,
+                                   mention_bot=True)
+            await emu.wait_until(lambda: any("aren't made in this channel" in (m.get("content") or "")
+                                             for m in emu.channel_messages(w.channel)), what="the channel refusal")
             assert len(generator.seen) == 2
             assert emu.violations == []
 

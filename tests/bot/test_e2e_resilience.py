@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from pathlib import Path
@@ -232,5 +233,42 @@ def test_a_channel_post_repeated_after_a_crash_is_not_a_duplicate(tmp_path: Path
             posted = [m for m in emu.channel_messages(w.channel) if m.get("interaction_metadata") is None
                       and m["author"]["id"] == emu.bot_user.id]
             assert len(posted) == 1 and again.progress_message_id == posted[0]["id"]
+
+    run(body)
+
+
+def test_results_nobody_will_take_are_given_up_not_retried_forever(tmp_path: Path) -> None:
+    """Token expired, the channel message became unreachable (the bot lost access) and the person's DMs
+    are closed: the results cannot go anywhere. The bot says so in its log, marks the job delivered and
+    drops the results from the queue, instead of retrying every minute forever."""
+    from emulator import VIEW_CHANNEL
+
+    gate = threading.Event()
+    generator = FastGenerator(steps=4, gate=gate)
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            emu = w.emu
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            inter = await w.slash(w.alice, "portrait")
+            await inter.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            emu.clock.advance(16 * 60)  # progress now goes to a channel message with the bot token
+            await emu.wait_until(lambda: any(m.get("interaction_metadata") is None and
+                                             m["author"]["id"] == emu.bot_user.id
+                                             for m in emu.channel_messages(w.channel)), timeout=20,
+                                 what="progress in a channel message")
+            w.channel.overwrites = [{"id": emu.bot_user.id, "type": 1, "allow": "0", "deny": str(VIEW_CHANNEL)}]
+            w.alice.dms_open = False
+            job_id = generator.seen[0].job_id
+            gate.set()
+            record = None
+            for _ in range(200):
+                record = await w.bot.store.job(job_id)
+                if record is not None and record.state == "done":
+                    break
+                await asyncio.sleep(0.1)
+            assert record is not None and record.state == "done"
+            assert await w.bot.queue.undelivered() == [] and await w.bot.queue.results(job_id) == ()
+            assert all(v.rule in ("token_expired", "missing_permissions") for v in emu.violations)
 
     run(body)

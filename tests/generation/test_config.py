@@ -298,3 +298,12 @@ def test_redacted_lists_every_setting() -> None:
     redacted = Config().redacted()
     for name, factory in sections_of().items():
         assert set(redacted[name]) == {f.name for f in dataclasses.fields(factory)}
+
+
+def test_the_queue_never_keeps_finished_jobs_longer_than_the_store() -> None:
+    import dataclasses
+
+    config = Config()
+    assert config.queue_retention_s == config.queue.keep_finished_s  # 7 days < 30 days
+    short = dataclasses.replace(config, store=dataclasses.replace(config.store, retention_days=2.0))
+    assert short.queue_retention_s == 2 * 86400.0
