@@ -177,6 +177,8 @@ class LocalQueue:
         conn.execute("PRAGMA secure_delete=ON")  # deleted photos and portraits are overwritten, not left in free pages
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        # Results pass through (MBs a job): after a checkpoint the log file shrinks back to this size.
+        conn.execute("PRAGMA journal_size_limit=8388608")
         conn.executescript(SCHEMA)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         if "results" not in columns:  # a journal from before results were kept apart from the final event

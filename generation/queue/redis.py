@@ -196,6 +196,16 @@ local function release(ticket)
   redis.call('XDEL', p .. 'jobs', ticket)
   redis.call('HDEL', p .. 'claims', ticket)
 end
+-- The job leaves the line and every count of active jobs (waiting set, active map, per-person and
+-- per-server counts, running map): what finishing and forgetting a job share.
+local function unlist(job, wkey, user, guild)
+  if wkey then redis.call('ZREM', p .. 'waiting', wkey) end
+  redis.call('HDEL', p .. 'active', job)
+  if user and redis.call('HDEL', p .. 'uactive:' .. user, job) == 1 and guild then
+    redis.call('HINCRBY', p .. 'gactive', guild, -1)
+  end
+  redis.call('HDEL', p .. 'running', job)
+end
 local function finish(job, expect, ticket, state, event, reason, now, ttl, maxlen, add_failure, results)
   local key = p .. 'job:' .. job
   local f = redis.call('HMGET', key, 'state', 'ticket', 'wkey', 'user_id', 'guild_id')
@@ -217,12 +227,7 @@ local function finish(job, expect, ticket, state, event, reason, now, ttl, maxle
     redis.call('HSET', key, 'spec', (string.gsub(spec, '"references":%b[]', '"references":[]', 1)))
   end
   if add_failure == '1' then redis.call('HINCRBY', key, 'failures', 1) end
-  if f[3] then redis.call('ZREM', p .. 'waiting', f[3]) end
-  redis.call('HDEL', p .. 'active', job)
-  if f[4] and redis.call('HDEL', p .. 'uactive:' .. f[4], job) == 1 and f[5] then
-    redis.call('HINCRBY', p .. 'gactive', f[5], -1)
-  end
-  redis.call('HDEL', p .. 'running', job)
+  unlist(job, f[3], f[4], f[5])
   redis.call('SADD', p .. 'undelivered', job)
   redis.call('XADD', p .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', event)
   redis.call('EXPIRE', key, ttl)
@@ -338,12 +343,7 @@ local job = ARGV[2]
 local key = p .. 'job:' .. job
 local f = redis.call('HMGET', key, 'state', 'wkey', 'user_id', 'guild_id')
 if f[1] then
-  if f[2] then redis.call('ZREM', p .. 'waiting', f[2]) end
-  redis.call('HDEL', p .. 'active', job)
-  if f[3] and redis.call('HDEL', p .. 'uactive:' .. f[3], job) == 1 and f[4] then
-    redis.call('HINCRBY', p .. 'gactive', f[4], -1)
-  end
-  redis.call('HDEL', p .. 'running', job)
+  unlist(job, f[2], f[3], f[4])
   if f[1] == 'running' then redis.call('SET', p .. 'cancel:' .. job, '1', 'EX', ARGV[3]) end
   redis.call('DEL', key)
 end

@@ -163,3 +163,14 @@ def test_a_burst_of_uploads_holds_only_a_few_photos_at_once(tmp_path: Path) -> N
             assert peak[1] <= 2
 
     run(body, timeout=120)
+
+
+def test_every_database_the_bot_opens_overwrites_what_it_deletes(tmp_path: Path) -> None:
+    """secure_delete is set on each connection (Debian's SQLite happens to default to it; others do not)."""
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator()) as w:
+            store_flag = await w.bot.store._call(lambda: w.bot.store._sql.execute("PRAGMA secure_delete").fetchone())
+            queue_flag = await w.bot.queue._db(lambda: w.bot.queue._sql.execute("PRAGMA secure_delete").fetchone())
+            assert store_flag == (1,) and queue_flag == (1,)
+
+    run(body)

@@ -486,6 +486,12 @@ def test_job_finishing_while_the_store_is_locked_is_still_delivered(tmp_path: Pa
             inter = await w.slash(w.alice, "portrait", {"prompt": "delivered while locked"})
             await inter.wait_message(lambda m: not m.get("_ephemeral"), timeout=30)
             await emu.wait_until(lambda: generator.seen, timeout=30, what="the job to start")
+            job_id = generator.seen[0].job_id
+            for _ in range(300):  # the command's own last write (the progress message's id) lands first
+                record = await bot.store.job(job_id)
+                if record is not None and record.progress_message_id:
+                    break
+                await asyncio.sleep(0.01)
             with _write_lock(store.db_path):
                 gate.set()
                 await asyncio.sleep(1.5)  # saving the results waits 0.5 s for the lock, then fails
