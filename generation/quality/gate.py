@@ -10,7 +10,7 @@ from generation.faces.types import Face, FaceAnalyzer
 from generation.images import LoadedImage
 from generation.quality import checks
 from generation.quality.crop import suggest_crop
-from generation.quality.report import CHECK_ORDER, CheckResult, QualityReport, Tier, overall_verdict
+from generation.quality.report import CHECK_ORDER, CheckResult, QualityReport, Tier, explain_away, overall_verdict
 from generation.quality.thresholds import THRESHOLDS
 
 # Tried in this order when the upright image shows no face: EXIF orientation is unreliable.
@@ -91,6 +91,7 @@ def assess(image: LoadedImage, analyzer: FaceAnalyzer, *, embeddings: bool = Fal
         checks.check_eyes_closed(measured, blurred=blur.tier == Tier.FAIL),
         checks.check_compression(measured),
     ]
+    results = explain_away(results)
     results.sort(key=lambda r: CHECK_ORDER.index(r.name))
     report = QualityReport(overall_verdict(results), tuple(results), crop, 0, len(faces), tuple(notes),
                            analyzer.name)

@@ -37,6 +37,17 @@ CHECK_ORDER = (
 
 MAX_MESSAGES = 3
 
+# One cause, one piece of advice: a generic check stays silent when a more specific one that fired
+# explains its symptom. A blown-out face also has little tonal detail left (which under_exposure
+# reads as "too dark"); a backlit or half-shadowed face has crushed shadows for a reason its own
+# advice names; and the eye-slit comparison means nothing under any of them.
+EXPLAINED_BY: dict[str, tuple[str, ...]] = {
+    "under_exposure": ("over_exposure", "backlight", "side_shadow"),
+    # A face too dark overall also has dark eye regions: then "take off your sunglasses" is the false one.
+    "sunglasses": ("under_exposure",),
+    "eyes_closed": ("sunglasses", "over_exposure", "under_exposure", "backlight", "side_shadow", "occlusion"),
+}
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -50,6 +61,24 @@ class CheckResult:
         value = None if self.value is None else round(float(self.value), 4)
         return {"name": self.name, "tier": str(self.tier), "value": value, "advice": self.advice,
                 "detail": self.detail}
+
+
+def explain_away(results: list[CheckResult]) -> list[CheckResult]:
+    """``results`` with every check that a more specific firing check explains turned silent (PASS, no
+    advice; the detail says why), so a person never gets two contradicting pieces of advice. Checks are
+    looked at as measured: a silenced check explains nothing else."""
+    severity = {Tier.WARN: 1, Tier.FAIL: 2}
+    fired = {r.name: severity[r.tier] for r in results if r.tier in severity}
+    out = []
+    for result in results:
+        # A cause explains a symptom only when it is at least as sure (a warning never silences a failure).
+        causes = [name for name in EXPLAINED_BY.get(result.name, ())
+                  if fired.get(name, 0) >= severity.get(result.tier, 3)]
+        if result.tier in (Tier.WARN, Tier.FAIL) and causes:
+            result = CheckResult(result.name, Tier.PASS, result.value, "",
+                                 f"{result.detail}; not advised: explained by {', '.join(causes)}")
+        out.append(result)
+    return out
 
 
 @dataclass(frozen=True)

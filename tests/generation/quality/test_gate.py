@@ -406,3 +406,55 @@ def test_dark_skin_is_not_under_exposure(
     under = assessment.report.check("under_exposure")
     assert under.tier != Tier.FAIL, under
     assert assessment.report.verdict != Tier.FAIL
+
+
+# --- one cause, one piece of advice -----------------------------------------------------------
+
+EXPLAINED = {
+    # A blown-out face has lost its tonal detail too; "it's too dark" would contradict "washed out".
+    "overexpose 3 obama": ("obama.jpg", lambda r, f: degrade.overexpose(r, f, 3.0), "over_exposure"),
+    "overexpose 3 obama2": ("obama2.jpg", lambda r, f: degrade.overexpose(r, f, 3.0), "over_exposure"),
+    # Crushed shadows with a cause the more specific advice names.
+    "backlight 2 biden": ("biden.jpg", lambda r, f: degrade.backlight(r, f, 2.0), "backlight"),
+    "side shadow 8 obama2": ("obama2.jpg", lambda r, f: degrade.side_shadow(r, f, 8.0), "side_shadow"),
+    "side shadow 8 biden": ("biden.jpg", lambda r, f: degrade.side_shadow(r, f, 8.0), "side_shadow"),
+    "dark lenses obama": ("obama.jpg", lambda r, f: degrade.eye_bars(r, f), "sunglasses"),
+    # Very dark: the eye regions are dark too, but nobody is wearing sunglasses.
+    "gamma 3 obama": ("obama.jpg", lambda r, f: degrade.gamma_darken(r, f, 3.0), "under_exposure"),
+}
+
+
+@pytest.mark.parametrize("case_id", list(EXPLAINED))
+def test_a_specific_cause_silences_the_generic_advice(
+    images: Images, clean_faces: Faces, assess_result: Callable[..., Assessment], case_id: str
+) -> None:
+    photo, make, cause = EXPLAINED[case_id]
+    report = assess_result(make(images[photo].pixels, clean_faces[photo])).report
+    assert report.check(cause).tier in (Tier.WARN, Tier.FAIL)
+    assert ADVICE[cause] in report.messages
+    if cause != "under_exposure":  # "too dark" never sits beside its real cause
+        assert ADVICE["under_exposure"] not in report.messages
+    else:
+        assert ADVICE["sunglasses"] not in report.messages
+    assert ADVICE["eyes_half"] not in report.messages and ADVICE["eyes_closed"] not in report.messages
+    for name in {"under_exposure", "eyes_closed"} - {cause}:
+        check = report.check(name)
+        assert check.tier in (Tier.PASS, Tier.SKIPPED), check
+        if check.value is not None and "explained by" in check.detail:
+            assert cause in check.detail
+
+
+def test_explain_away_keeps_what_nothing_explains() -> None:
+    from generation.quality.report import explain_away
+
+    dark = CheckResult("under_exposure", Tier.FAIL, 0.3, ADVICE["under_exposure"], "30% crushed")
+    alone = explain_away([dark, CheckResult("backlight", Tier.PASS, 0.9)])
+    assert alone[0] == dark  # a dark face with no other cause is told it is dark
+    with_cause = explain_away([dark, CheckResult("backlight", Tier.FAIL, 0.2, ADVICE["backlight"])])
+    assert with_cause[0].tier == Tier.PASS and with_cause[0].advice == ""
+    assert "explained by backlight" in with_cause[0].detail and with_cause[0].value == 0.3
+    weaker = explain_away([dark, CheckResult("side_shadow", Tier.WARN, 2.5, ADVICE["side_shadow"])])
+    assert weaker[0] == dark  # a mere warning never silences a failure
+    # A face too dark overall makes its eye regions dark: "take off your sunglasses" is the false one.
+    lenses = CheckResult("sunglasses", Tier.FAIL, 0.6, ADVICE["sunglasses"])
+    assert explain_away([lenses, dark])[0].tier == Tier.PASS
