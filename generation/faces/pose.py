@@ -70,3 +70,48 @@ def estimate_pose(landmarks5: np.ndarray, frontal_ratio: float = 0.49) -> HeadPo
                 high = middle
         pitch = (low + high) / 2.0
     return HeadPose(yaw=round(yaw, 2), pitch=round(pitch, 2), roll=round(roll, 2))
+
+
+# A generic adult head in millimetres (x right, y up, z towards the camera; nose tip at the origin),
+# at the iBUG 68-point positions the cross-check uses: 27 nose bridge, 30 nose tip, 8 chin, 36/45 outer
+# and 39/42 inner eye corners, 48/54 mouth corners, 51 upper lip. Average anthropometric proportions
+# (eye corners ≈ 90 mm apart outside, ≈ 32 mm inside; nose tip ≈ 30 mm in front of the eyes).
+HEAD_MODEL_68 = {
+    27: (0.0, 38.0, -18.0),
+    30: (0.0, 0.0, 0.0),
+    8: (0.0, -72.0, -22.0),
+    36: (-45.0, 34.0, -34.0),
+    39: (-16.0, 33.0, -28.0),
+    42: (16.0, 33.0, -28.0),
+    45: (45.0, 34.0, -34.0),
+    48: (-25.0, -30.0, -24.0),
+    54: (25.0, -30.0, -24.0),
+    51: (0.0, -22.0, -12.0),
+}
+
+
+def estimate_pose_pnp(landmarks68: np.ndarray, image_size: tuple[int, int]) -> HeadPose | None:
+    """Yaw, pitch, roll from ten of the 68 landmarks and a generic head (cv2.solvePnP), the cross-check
+    for the five-point estimate, whose pitch rests on two heights alone. ``image_size`` is (height,
+    width); the camera is a phone's main lens (focal length ≈ the long side, centred). None when the
+    solver does not converge."""
+    import cv2
+
+    height, width = image_size
+    indices = sorted(HEAD_MODEL_68)
+    model = np.array([HEAD_MODEL_68[i] for i in indices], dtype=np.float64)
+    model[:, 1:] *= -1.0  # to the camera's axes: y down, z away from the camera
+    points = np.asarray(landmarks68, dtype=np.float64)[indices]
+    focal = float(max(height, width))
+    camera = np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+    ok, rotation, _ = cv2.solvePnP(model, points, camera, None, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok:
+        return None
+    matrix, _ = cv2.Rodrigues(rotation)
+    # The head's own axes seen from the camera: its forward axis gives yaw and pitch, its x axis roll.
+    forward = matrix @ np.array([0.0, 0.0, -1.0])  # from the nose towards the camera, in camera axes
+    yaw = math.degrees(math.atan2(forward[0], -forward[2]))  # > 0: nose towards image right
+    pitch = math.degrees(math.atan2(forward[1], math.hypot(forward[0], forward[2])))
+    right = matrix @ np.array([1.0, 0.0, 0.0])
+    roll = math.degrees(math.atan2(right[1], right[0]))
+    return HeadPose(yaw=round(yaw, 2), pitch=round(pitch, 2), roll=round(roll, 2))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from generation.faces.pose import estimate_pose_pnp
 from generation.faces.types import Face
 from generation.images import LoadedImage, full_resolution
 from generation.quality.geometry import AlignedFace, align_face, face_mask, luma, srgb_to_linear
@@ -39,6 +40,8 @@ ADVICE = {
     "shoulders are in the picture.",
     "look_straight": "Look straight into the camera.",
     "eye_level": "Hold your phone at eye level, not above or below your face.",
+    "chin_level": "Keep your chin level and look straight at the camera (if someone else takes the photo, ask them "
+    "to hold it at your eye level).",
     "head_level": "Keep your head level (not tilted to one side).",
     "sunglasses": "Please take off sunglasses (normal glasses are fine if there's no glare).",
     "occlusion": "Keep hands, masks, hair and phones away from your face.",
@@ -186,18 +189,34 @@ def check_framing(m: Measured, crop: CropBox) -> CheckResult:
     return CheckResult("framing", tier, cut, ADVICE["step_back"] if tier != Tier.PASS else "", detail)
 
 
-def check_pose(face: Face) -> CheckResult:
+def pitch_estimates(face: Face, image_shape: tuple[int, int]) -> tuple[float, float | None]:
+    """(five-point pitch, 68-point solvePnP pitch or None): the second rests on ten points, chin and
+    nose bridge included, where the first rests on two heights and is fragile."""
+    pnp = estimate_pose_pnp(face.landmarks68, image_shape) if face.landmarks68 is not None else None
+    return face.pose.pitch, None if pnp is None else pnp.pitch
+
+
+def check_pose(face: Face, image_shape: tuple[int, int]) -> CheckResult:
+    """Yaw and roll from the five points (as calibrated); pitch from the 68-point solve where there is
+    one. Pitch alone never fails the photo: its estimate is the least reliable of the three, and a
+    head slightly down or up costs little likeness; it warns, with advice that fits who took the photo."""
     pose = face.pose
-    yaw_tier, pitch_tier, roll_tier = grade("yaw", abs(pose.yaw)), grade("pitch", abs(pose.pitch)), grade(
-        "roll", abs(pose.roll))
-    detail = f"yaw {pose.yaw:+.0f}°, pitch {pose.pitch:+.0f}°, roll {pose.roll:+.0f}°"
-    ranked = [(yaw_tier, abs(pose.yaw), "look_straight"), (pitch_tier, abs(pose.pitch), "eye_level"),
+    five, pnp = pitch_estimates(face, image_shape)
+    pitch = pnp if pnp is not None else five
+    yaw_tier, roll_tier = grade("yaw", abs(pose.yaw)), grade("roll", abs(pose.roll))
+    pitch_tier = grade("pitch", abs(pitch))  # the table has no fail tier for pitch
+    detail = f"yaw {pose.yaw:+.0f}°, pitch {pitch:+.0f}°, roll {pose.roll:+.0f}°"
+    if pnp is not None:
+        detail += f" (pitch from the 68 points; the 5-point estimate says {five:+.0f}°)"
+    # A face small in a tall frame is a photo someone else took: "hold your phone" would not fit.
+    pitch_advice = "chin_level" if face.height < 0.25 * image_shape[0] else "eye_level"
+    ranked = [(yaw_tier, abs(pose.yaw), "look_straight"), (pitch_tier, abs(pitch), pitch_advice),
               (roll_tier, abs(pose.roll), "head_level")]
     for tier in (Tier.FAIL, Tier.WARN):
         for t, value, advice in ranked:
             if t == tier:
                 return CheckResult("pose", tier, value, ADVICE[advice], detail)
-    worst = max(abs(pose.yaw), abs(pose.pitch))
+    worst = max(abs(pose.yaw), abs(pitch))
     if abs(pose.roll) > (THRESHOLDS["roll_fix"].warn or 0.0):
         return CheckResult("pose", Tier.FIXED, worst, detail=detail + "; the crop straightens the tilt")
     return CheckResult("pose", Tier.PASS, worst, detail=detail)

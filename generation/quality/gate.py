@@ -79,7 +79,7 @@ def assess(image: LoadedImage, analyzer: FaceAnalyzer, *, embeddings: bool = Fal
         checks.check_single_person(faces),
         checks.check_resolution(measured),
         checks.check_framing(measured, crop),
-        checks.check_pose(measured.face),
+        checks.check_pose(measured.face, measured.pixels.shape[:2]),
         checks.check_sunglasses(measured),
         checks.check_occlusion(measured),
         blur,

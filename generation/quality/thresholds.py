@@ -63,8 +63,9 @@ THRESHOLDS: dict[str, Threshold] = {
         source="face-quality.md row 8 (pass ≤ 15°, reject > 30-35°; OFIQ cos² 30° → 75)",
     ),
     "pitch": Threshold(
-        warn=20.0, fail=30.0, higher_is_worse=True, unit="degrees",
-        source="face-quality.md row 8, widened by 5° for the 5-point estimate's error (calibrated)",
+        warn=20.0, fail=None, higher_is_worse=True, unit="degrees (68-point solvePnP where available)",
+        source="face-quality.md row 8 (pass ≤ 15-20°); never fails alone: the least reliable angle, and a "
+        "near-frontal full-body photo read −32° from five points",
     ),
     "roll": Threshold(
         warn=25.0, fail=None, higher_is_worse=True, unit="degrees (always straightened in the crop)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,52 @@ def test_degenerate_points_do_not_crash() -> None:
     upside_down = estimate_pose(ARCFACE * (1, -1))  # mouth above the eyes
     assert upside_down.pitch == 0.0
     assert all(math.isfinite(v) for v in (pose.yaw, pose.pitch, pose.roll))
+
+
+# --- the 68-point cross-check ----------------------------------------------------------------------
+
+
+def _projected(yaw: float, pitch: float, size: tuple[int, int] = (1200, 900), distance: float = 600.0):
+    """The generic head turned by (yaw, pitch) — yaw > 0 nose to image right, pitch > 0 head down — and
+    photographed by the camera estimate_pose_pnp assumes; the rotation is built here, independently."""
+    import cv2
+
+    from generation.faces.pose import HEAD_MODEL_68
+
+    height, width = size
+    indices = sorted(HEAD_MODEL_68)
+    # Head axes: x right, y up, z towards the camera; camera axes: x right, y down, z forward.
+    model = np.array([HEAD_MODEL_68[i] for i in indices], dtype=float) * np.array([1.0, -1.0, -1.0])
+    y, p = math.radians(yaw), math.radians(pitch)
+    turn = np.array([[math.cos(y), 0, -math.sin(y)], [0, 1, 0], [math.sin(y), 0, math.cos(y)]])
+    nod = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    rotation, _ = cv2.Rodrigues(nod @ turn)
+    focal = float(max(height, width))
+    camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=float)
+    points, _ = cv2.projectPoints(model, rotation, np.array([0.0, 0.0, distance]), camera, None)
+    out = np.zeros((68, 2))
+    out[indices] = points.reshape(-1, 2)
+    return out
+
+
+@pytest.mark.parametrize(("yaw", "pitch"), [(0, 0), (20, 0), (-25, 0), (0, 15), (0, -20), (15, -10)])
+def test_pnp_recovers_a_known_head_pose(yaw: float, pitch: float) -> None:
+    from generation.faces.pose import estimate_pose_pnp
+
+    pose = estimate_pose_pnp(_projected(yaw, pitch), (1200, 900))
+    assert pose is not None
+    assert pose.yaw == pytest.approx(yaw, abs=1.0) and pose.pitch == pytest.approx(pitch, abs=1.0)
+
+
+def test_pnp_agrees_with_the_five_points_on_yaw_and_calls_a_level_head_level() -> None:
+    """obama2.jpg: a half-body photo looking at the camera, which the five points call pitched −17°."""
+    from generation.faces.dlib_backend import DlibAnalyzer
+    from generation.faces.pose import estimate_pose_pnp
+    from generation.images import load_image_file
+
+    photo = load_image_file(Path(__file__).parents[2] / "fixtures" / "faces" / "obama2.jpg", max_side=2048)
+    face = DlibAnalyzer().analyze(photo.pixels)[0]
+    pnp = estimate_pose_pnp(face.landmarks68, photo.pixels.shape[:2])
+    assert pnp is not None
+    assert math.copysign(1, pnp.yaw) == math.copysign(1, face.pose.yaw) and abs(pnp.yaw) > 10
+    assert abs(face.pose.pitch) > 12 and abs(pnp.pitch) < 8

@@ -458,3 +458,39 @@ def test_explain_away_keeps_what_nothing_explains() -> None:
     # A face too dark overall makes its eye regions dark: "take off your sunglasses" is the false one.
     lenses = CheckResult("sunglasses", Tier.FAIL, 0.6, ADVICE["sunglasses"])
     assert explain_away([lenses, dark])[0].tier == Tier.PASS
+
+
+# --- pose: pitch is cross-checked and never fails alone ------------------------------------------
+
+
+def test_a_fragile_five_point_pitch_does_not_fail_a_level_head(images: Images, clean_faces: Faces) -> None:
+    import dataclasses
+
+    from generation.faces.types import HeadPose
+    from generation.quality.checks import check_pose
+
+    face = clean_faces["obama.jpg"]
+    shape = images["obama.jpg"].pixels.shape[:2]
+    misread = dataclasses.replace(face, pose=HeadPose(yaw=face.pose.yaw, pitch=-32.0, roll=face.pose.roll))
+    result = check_pose(misread, shape)
+    assert result.tier in (Tier.PASS, Tier.FIXED), result  # the 68-point solve sees a level head
+    assert "5-point estimate says -32°" in result.detail
+    no_68 = dataclasses.replace(misread, landmarks68=None)
+    assert check_pose(no_68, shape).tier == Tier.WARN  # without a cross-check: a warning, never a fail
+
+
+def test_pitch_advice_fits_who_took_the_photo() -> None:
+    import math as _math
+
+    from generation.faces.types import Face, HeadPose
+    from generation.quality.checks import check_pose
+
+    # A head pitched 30° down: five points that say so and no 68 points to overrule them.
+    points = np.array([[440.0, 300.0], [500.0, 300.0], [470.0, 345.0], [445.0, 370.0], [495.0, 370.0]])
+    pitched = HeadPose(yaw=0.0, pitch=30.0, roll=0.0)
+    selfie = Face(box=(400, 240, 540, 420), score=1.0, landmarks5=points, pose=pitched)
+    result = check_pose(selfie, (600, 900))  # the face is 30 % of the height: the person's own phone
+    assert result.tier == Tier.WARN and result.advice == ADVICE["eye_level"]
+    far = check_pose(selfie, (1800, 900))  # 10 % of the height: someone else took it
+    assert far.tier == Tier.WARN and far.advice == ADVICE["chin_level"]
+    assert _math.isclose(far.value, 30.0)
