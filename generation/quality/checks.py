@@ -278,12 +278,31 @@ def _entropy(values: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
+def _lit_half_crushed(m: Measured) -> float:
+    """Crushed fraction of the better-lit half of the face (left or right in the aligned frame)."""
+    size = m.aligned.size
+    gray = luma(m.aligned.pixels)
+    halves = []
+    for columns in (slice(0, size // 2), slice(size // 2, size)):
+        values = gray[:, columns][m.mask[:, columns]]
+        if values.size:
+            halves.append(float(np.mean(values < 35)))
+    return min(halves) if halves else 0.0
+
+
 def check_under_exposure(m: Measured) -> CheckResult:
+    """A face too dark overall. Darkness on one side only is a side light, which side_shadow judges:
+    when the better-lit half is not crushed, this check stays silent rather than say "too dark"."""
     crushed = float(np.mean(m.face_luma < 35)) if m.face_luma.size else 0.0
     entropy = _entropy(m.face_luma)
     tiers = [grade("crushed_shadows", crushed), grade("face_entropy", entropy)]
     tier = Tier.FAIL if Tier.FAIL in tiers else Tier.WARN if Tier.WARN in tiers else Tier.PASS
     detail = f"{crushed:.1%} of face pixels crushed to black; face entropy {entropy:.2f} bits"
+    lit_half = _lit_half_crushed(m)
+    if tier != Tier.PASS and grade("crushed_shadows", lit_half) == Tier.PASS and \
+            grade("face_entropy", entropy) == Tier.PASS:
+        tier = Tier.PASS
+        detail += f"; the lit half only {lit_half:.1%}: dark on one side, not too dark"
     return CheckResult("under_exposure", tier, crushed, ADVICE["under_exposure"] if tier != Tier.PASS else "",
                        detail)
 

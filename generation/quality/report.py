@@ -39,10 +39,10 @@ MAX_MESSAGES = 3
 
 # One cause, one piece of advice: a generic check stays silent when a more specific one that fired
 # explains its symptom. A blown-out face also has little tonal detail left (which under_exposure
-# reads as "too dark"); a backlit or half-shadowed face has crushed shadows for a reason its own
-# advice names; and the eye-slit comparison means nothing under any of them.
+# reads as "too dark"); a backlit face has crushed shadows for a reason its own advice names; and the
+# eye-slit comparison means nothing under any of them.
 EXPLAINED_BY: dict[str, tuple[str, ...]] = {
-    "under_exposure": ("over_exposure", "backlight", "side_shadow"),
+    "under_exposure": ("over_exposure", "backlight"),  # one-sided darkness: check_under_exposure itself
     # A face too dark overall also has dark eye regions: then "take off your sunglasses" is the false one.
     "sunglasses": ("under_exposure",),
     "eyes_closed": ("sunglasses", "over_exposure", "under_exposure", "backlight", "side_shadow", "occlusion"),
