@@ -27,6 +27,10 @@ FRAME_SIZE, FRAME_IED, FRAME_EYE_Y = 256, 64.0, 100.0
 BLUR_SIZE, BLUR_IED, BLUR_EYE_Y = 128, 40.0, 52.0
 # Below this native inter-eye distance the face is too small to judge sharpness at all.
 BLUR_MIN_NATIVE_IED = 24.0
+# dlib's eye landmarks are trusted from this many pixels between the eyes (original, yaw-corrected) and
+# up to this yaw; below or beyond, the eye check says nothing (small faces, thumbnails, turned heads).
+EYES_MIN_IED = 40.0
+EYES_MAX_YAW = 25.0
 
 ADVICE = {
     "no_face": "I couldn't find a face. Use a clear, front-facing photo of yourself in good light.",
@@ -382,23 +386,37 @@ def eye_aspect_ratio(points68: np.ndarray) -> float:
 def check_eyes_closed(m: Measured, blurred: bool = False) -> CheckResult:
     """Eye aspect ratio from 68 landmarks, backed by how much of the eye slit looks like eye.
 
-    The landmark predictor has a strong prior towards open eyes, so a slit that shows only eyelid
-    skin is flagged on appearance too. Appearance alone only warns: narrow or smiling eyes show
-    less iris, and a fail must not depend on eye shape. Both cues together fail. (The appearance
-    cue is skipped on faces too dark or too blurred to compare: blur smears the iris into the lid.)
+    Judged only where the landmarks can be trusted: enough pixels between the eyes and a head turned
+    little; elsewhere it says nothing. The two cues must agree before it speaks: the landmark
+    predictor has a strong prior towards open eyes, so a slit showing only lid skin is what flags a
+    closed eye (warn; fail with a low ratio too), while a low ratio on eyes that look open is what a
+    smile does (narrowed lids, cheeks pushed up) and stays silent unless it is as low as a blink.
+    (The appearance cue is skipped on faces too dark or too blurred: blur smears the iris into the lid.)
     """
     face = m.face
     if face.landmarks68 is None:
         return CheckResult("eyes_closed", Tier.SKIPPED, None, detail="needs 68-point landmarks")
+    native = m.ied_original
+    if native < EYES_MIN_IED or abs(face.pose.yaw) > EYES_MAX_YAW:
+        return CheckResult("eyes_closed", Tier.SKIPPED, None,
+                           detail=f"eye landmarks not trusted here ({native:.0f} px between the eyes, "
+                           f"yaw {face.pose.yaw:+.0f}°)")
     value = eye_aspect_ratio(face.landmarks68)
-    tier = grade("eyes_closed", value)
+    ear_tier = grade("eyes_closed", value)
     detail = f"eye aspect ratio {value:.3f}"
-    cheeks = _cheek_luma(m)
-    if not blurred and not _too_dark_to_judge(cheeks):
+    blink = ear_tier == Tier.FAIL
+    if blurred or _too_dark_to_judge(_cheek_luma(m)):
+        tier = Tier.WARN if blink else Tier.PASS
+        detail += "; eye slits not compared (too dark or blurred)"
+    else:
         visible = _eye_visible(m)
         detail += f"; {visible:.0%} of the eye slits look open"
         if grade("eye_visible", visible) == Tier.FAIL:
-            tier = Tier.FAIL if tier != Tier.PASS else Tier.WARN
+            tier = Tier.FAIL if ear_tier != Tier.PASS else Tier.WARN
+        else:
+            tier = Tier.WARN if blink else Tier.PASS
+            if ear_tier == Tier.WARN:
+                detail += " (narrowed lids, as in a smile: not flagged)"
     advice = ADVICE["eyes_closed"] if tier == Tier.FAIL else ADVICE["eyes_half"] if tier == Tier.WARN else ""
     return CheckResult("eyes_closed", tier, value, advice, detail)
 

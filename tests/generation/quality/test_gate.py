@@ -494,3 +494,51 @@ def test_pitch_advice_fits_who_took_the_photo() -> None:
     far = check_pose(selfie, (1800, 900))  # 10 % of the height: someone else took it
     assert far.tier == Tier.WARN and far.advice == ADVICE["chin_level"]
     assert _math.isclose(far.value, 30.0)
+
+
+# --- eyes: judged only where the landmarks can be trusted; a smile is not "half closed" ----------
+
+
+def _narrowed(face: Face, factor: float) -> Face:
+    """The same face with its 68-point eyelids pulled towards each eye's axis: a smile's narrowed lids
+    as the landmark predictor reports them, while the pixels still show open eyes."""
+    import dataclasses
+
+    points = face.landmarks68.copy()
+    for eye in (slice(36, 42), slice(42, 48)):
+        centre_y = points[eye][[0, 3], 1].mean()
+        points[eye, 1] = centre_y + (points[eye, 1] - centre_y) * factor
+    return dataclasses.replace(face, landmarks68=points)
+
+
+def test_narrowed_lids_on_open_looking_eyes_are_not_flagged(images: Images, clean_faces: Faces) -> None:
+    from generation.quality.checks import check_eyes_closed, eye_aspect_ratio
+
+    for name in ("obama.jpg", "biden.jpg"):
+        image, face = images[name], clean_faces[name]
+        smiling = _narrowed(face, 0.75)
+        assert 0.15 <= eye_aspect_ratio(smiling.landmarks68) < 0.20  # in the old warn band
+        result = check_eyes_closed(Measured.build(image, image.pixels, [smiling]))
+        assert result.tier == Tier.PASS and result.advice == "", result
+        assert "smile" in result.detail
+
+
+def test_eyes_on_a_small_or_turned_face_are_not_judged(images: Images, clean_faces: Faces) -> None:
+    import dataclasses
+
+    from generation.faces.types import HeadPose
+    from generation.quality.checks import check_eyes_closed
+
+    small = images["astronaut.png"]  # 44 px between the eyes in a 512-px file... trusted
+    assert check_eyes_closed(Measured.build(small, small.pixels, [clean_faces["astronaut.png"]])).tier != \
+        Tier.SKIPPED
+    image, face = images["obama.jpg"], clean_faces["obama.jpg"]
+    shrunk = degrade.shrink_face(image.pixels, face, 30)  # a thumbnail-sized face: lids are guesses
+    from generation.faces.dlib_backend import DlibAnalyzer
+
+    tiny = DlibAnalyzer().analyze(shrunk)[0]
+    thumb = dataclasses.replace(image, pixels=shrunk)
+    result = check_eyes_closed(Measured.build(thumb, shrunk, [_narrowed(tiny, 0.3)]))
+    assert result.tier == Tier.SKIPPED and "not trusted" in result.detail
+    turned = dataclasses.replace(_narrowed(face, 0.3), pose=HeadPose(yaw=35.0, pitch=0.0, roll=0.0))
+    assert check_eyes_closed(Measured.build(image, image.pixels, [turned])).tier == Tier.SKIPPED
