@@ -84,6 +84,9 @@ def _spec() -> list[Degradation]:
     for quality, label in [(95, "ok"), (75, "ok"), (50, ""), (30, ""), (20, "fail"), (10, "fail")]:
         specs.append(Degradation("JPEG quality", f"Q {quality}", "compression", label,
                                  lambda rgb, f, v=quality: d.jpeg(rgb, f, v)))
+    for quality, label in [(75, "ok"), (30, ""), (15, "fail")]:  # PNG of a JPEG, its 8×8 grid shifted
+        specs.append(Degradation("screenshot of a JPEG", f"Q {quality}, grid shifted", "compression", label,
+                                 lambda rgb, f, v=quality: d.screenshot(rgb, f, v)))
     for degrees, label in [(90, "ok"), (180, "ok"), (270, "ok"), (10, "ok"), (35, "warn")]:
         target = "pose" if degrees % 90 else "verdict"
         specs.append(Degradation("rotation", f"{degrees}°", target, label,

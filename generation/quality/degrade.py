@@ -121,6 +121,13 @@ def jpeg(rgb: np.ndarray, face: Face, quality: int) -> bytes:
     return buffer.getvalue()
 
 
+def screenshot(rgb: np.ndarray, face: Face, quality: int, shift: tuple[int, int] = (3, 5)) -> np.ndarray:
+    """A screenshot of a JPEG: its blocks kept, the file's 8×8 grid shifted by a crop (x, y)."""
+    with Image.open(io.BytesIO(jpeg(rgb, face, quality))) as decoded:
+        pixels = np.asarray(decoded.convert("RGB"))
+    return np.ascontiguousarray(pixels[shift[1]:, shift[0]:])
+
+
 def rotate(rgb: np.ndarray, face: Face, degrees: float) -> np.ndarray:
     """Quarter turns turn the whole photo; other angles tilt the head to a roll of ``degrees``."""
     if degrees % 90 == 0:

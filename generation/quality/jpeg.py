@@ -58,23 +58,24 @@ def estimate_jpeg_quality(quantization: Mapping[int, Sequence[int]] | None) -> f
     return float(np.argmin(error) + 1)
 
 
+def _grid_steps(steps: np.ndarray) -> tuple[float, float]:
+    """(mean step on the strongest of the 8 grid phases, mean step on the other seven), along axis 1."""
+    phases = np.array([steps[:, k::8].mean() for k in range(8)])
+    edge = int(np.argmax(phases))
+    return float(phases[edge]), float(np.delete(phases, edge).mean())
+
+
 def blockiness(gray: np.ndarray) -> float:
     """Ratio of mean absolute luma step across 8-pixel block boundaries to the step inside blocks.
 
-    About 1.0 for images never JPEG-compressed (or at full quality); grows as 8×8 blocks show.
-    Only meaningful on pixels still on the file's original grid (not resampled).
+    About 1.0 for images never JPEG-compressed (or at full quality); grows as 8×8 blocks show. The
+    grid is found rather than assumed: a screenshot or a crop of a JPEG shifts it off (0, 0), so each
+    axis takes the strongest of its 8 phases. Only meaningful on pixels not resampled since.
     """
     g = gray.astype(np.float32)
     if g.shape[0] < 32 or g.shape[1] < 32:
         return 1.0
-    dx = np.abs(np.diff(g, axis=1))
-    dy = np.abs(np.diff(g, axis=0))
-    cols = np.arange(dx.shape[1])
-    rows = np.arange(dy.shape[0])
-    # A difference between column 7 and 8 (index 7 of diff) crosses a block boundary.
-    edge_x = dx[:, cols % 8 == 7].mean()
-    inner_x = dx[:, (cols % 8 != 7)].mean()
-    edge_y = dy[rows % 8 == 7, :].mean()
-    inner_y = dy[(rows % 8 != 7), :].mean()
+    edge_x, inner_x = _grid_steps(np.abs(np.diff(g, axis=1)))
+    edge_y, inner_y = _grid_steps(np.abs(np.diff(g, axis=0)).T)
     inner = (inner_x + inner_y) / 2.0
     return float((edge_x + edge_y) / 2.0 / max(inner, 1e-3))

@@ -242,6 +242,11 @@ CASES = {
                            "compression", Tier.FAIL, ADVICE["compression"]),
     "jpeg q15 biden": Case("biden.jpg", lambda r, f, i, fs: degrade.jpeg(r, f, 15),
                            "compression", Tier.FAIL, ADVICE["compression"]),
+    # A screenshot (PNG) of a heavily compressed JPEG, cropped so its 8×8 grid no longer starts at (0, 0).
+    "screenshot of q15, shifted grid obama": Case("obama.jpg", lambda r, f, i, fs: degrade.screenshot(r, f, 15),
+                                                  "compression", Tier.FAIL, ADVICE["compression"]),
+    "screenshot of q15, shifted grid biden": Case("biden.jpg", lambda r, f, i, fs: degrade.screenshot(r, f, 15),
+                                                  "compression", Tier.FAIL, ADVICE["compression"]),
     "chin cut 20% obama": Case("obama.jpg", lambda r, f, i, fs: degrade.cut_head(r, f, "chin", 0.2),
                                "framing", Tier.FAIL, ADVICE["step_back"]),
     "chin cut 20% biden": Case("biden.jpg", lambda r, f, i, fs: degrade.cut_head(r, f, "chin", 0.2),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -86,3 +87,17 @@ def test_blockiness_follows_the_8x8_grid() -> None:
 
 def test_blockiness_of_a_tiny_patch_is_neutral() -> None:
     assert blockiness(np.zeros((16, 16), np.float32)) == 1.0
+
+
+def test_blockiness_finds_a_shifted_grid() -> None:
+    """A JPEG's blocks cropped off their (0, 0) grid — a screenshot — read the same as on the grid."""
+    rng = np.random.default_rng(3)
+    smooth = cv2.GaussianBlur(rng.normal(128, 40, (256, 256)).astype(np.float32), (0, 0), 6)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(smooth, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=10)
+    blocky = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L")).astype(np.float32)
+    aligned = blockiness(blocky)
+    assert aligned > 1.6
+    for dx, dy in ((3, 5), (1, 0), (0, 7), (6, 2)):
+        assert blockiness(blocky[dy:, dx:]) > 0.8 * aligned
+    assert blockiness(np.clip(smooth, 0, 255)) < 1.3  # never compressed, whatever the phase
