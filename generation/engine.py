@@ -162,7 +162,7 @@ class Engine:
         """Where the face is in a generated image. A backend that places the face on the request's
         keypoints (InstantID's IdentityNet) put it there, turned head or not; only the others are
         searched with the analyzer, whose frontal detector misses turned heads."""
-        if getattr(self.backend, "places_face", False):
+        if self.backend.places_face:
             return [face_at_keypoints(request.keypoints)]
         return self.analyzer.analyze(image)
 

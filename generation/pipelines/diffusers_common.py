@@ -46,8 +46,8 @@ def finish_loading(pipe: Any, generation: GenerationConfig, models: ModelsConfig
     apply_preset(pipe, generation, models)
     if generation.compile and device == "cuda":
         pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=False)
-    log.info("%s backend ready on %s (%s), preset %s", name, device, str(dtype).removeprefix("torch."),
-             generation.preset)
+    log.info("%s backend ready on %s (%s), preset %s, LoRA adapters in effect: %s", name, device,
+             str(dtype).removeprefix("torch."), generation.preset, ", ".join(active_adapters(pipe)) or "none")
 
 
 def settle(pipe: Any, img2img_class: Any, device: str, dtype: Any, **components: Any) -> Any:
