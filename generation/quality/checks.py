@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from generation.faces.pose import estimate_pose_pnp
 from generation.faces.types import Face
 from generation.images import LoadedImage, full_resolution
+from generation.quality.detail import detail_profile, skin_grain
 from generation.quality.geometry import AlignedFace, align_face, face_mask, luma, srgb_to_linear
 from generation.quality.jpeg import blockiness, estimate_jpeg_quality
 from generation.quality.report import CheckResult, CropBox, Tier
@@ -31,6 +33,11 @@ BLUR_MIN_NATIVE_IED = 24.0
 # up to this yaw; below or beyond, the eye check says nothing (small faces, thumbnails, turned heads).
 EYES_MIN_IED = 40.0
 EYES_MAX_YAW = 25.0
+# Below this sRGB luma an 8-bit photo keeps next to no detail (about 0.7 % reflectance): "crushed". Counting
+# pixels below a higher level (35 was tried) counts the ordinary shadows of a well-exposed darker face too.
+SHADOW_FLOOR = 20
+# The detail check reads the full-size photo when the working copy holds the face at fewer px between the eyes.
+DETAIL_MIN_WORKING_IED = 64.0
 
 ADVICE = {
     "no_face": "I couldn't find a face. Use a clear, front-facing photo of yourself in good light.",
@@ -49,8 +56,10 @@ ADVICE = {
     "head_level": "Keep your head level (not tilted to one side).",
     "sunglasses": "Please take off sunglasses (normal glasses are fine if there's no glare).",
     "occlusion": "Keep hands, masks, hair and phones away from your face.",
+    # The blur check cannot tell a shaken or misfocused shot from a copy enlarged from a small one: both.
     "blur": "The photo is blurry. Hold the phone still (or lean on something), tap your face to focus, "
-    "wipe the lens, and use more light.",
+    "wipe the lens, and use more light. If it is a copy, a screenshot or a zoomed-in crop, send the original "
+    "photo from your camera roll.",
     "over_exposure": "Your face is washed out. Turn off the flash or step out of direct sunlight.",
     "under_exposure": "It's too dark. Face a window or a lamp.",
     "backlight": "There's bright light behind you. Turn around so the light is in front of you.",
@@ -59,6 +68,9 @@ ADVICE = {
     "eyes_closed": "Your eyes look closed. Keep them open and look at the lens.",
     "eyes_half": "Your eyes look half closed. Open them fully and look at the lens.",
     "compression": "This photo has been compressed too much. Send the original from your camera roll.",
+    "enlarged": "Your face has far less fine detail than its size promises: it looks enlarged from a much smaller "
+    "picture (or badly out of focus). Send the original photo from your camera roll, not a copy or a screenshot.",
+    "smoothed": "Your skin looks smoothed by a filter. Send the original, unfiltered photo from your camera roll.",
 }
 
 
@@ -81,6 +93,21 @@ class Measured:
         aligned = align_face(pixels, face, size=FRAME_SIZE, ied=FRAME_IED, eye_y=FRAME_EYE_Y)
         mask = face_mask(aligned)
         return cls(image, pixels, tuple(faces), face, aligned, mask, luma(aligned.pixels)[mask], rotated)
+
+    @cached_property
+    def full_pixels(self) -> np.ndarray | None:
+        """The full-size upright pixels when the working copy was reduced (decoded once, on demand)."""
+        if self.scale >= 0.999 or self.rotated:
+            return None
+        return full_resolution(self.image)
+
+    def finest(self, wanted_ied: float) -> tuple[np.ndarray, Face]:
+        """Pixels and face at full size when the working copy shrank the face below ``wanted_ied``."""
+        if self.face.inter_eye_distance < wanted_ied:
+            full = self.full_pixels
+            if full is not None:
+                return full, self.face.scaled(1.0 / self.scale)
+        return self.pixels, self.face
 
     @property
     def scale(self) -> float:
@@ -249,14 +276,10 @@ def check_blur(m: Measured) -> CheckResult:
     if native < BLUR_MIN_NATIVE_IED:
         return CheckResult("blur", Tier.SKIPPED, None,
                            detail=f"face too small to judge sharpness ({native:.0f} px between the eyes)")
-    source, face = m.pixels, m.face
-    if native < BLUR_IED and m.scale < 0.999 and not m.rotated:
-        # The working copy shrank this face below the canonical scale; judge it at full size
-        # rather than blame the photo for our own downscale.
-        full = full_resolution(m.image)
-        if full is not None:
-            source, face = full, m.face.scaled(1.0 / m.scale)
-            native = face.inter_eye_distance
+    # Where the working copy shrank this face below the canonical scale, judge it at full size rather
+    # than blame the photo for our own downscale.
+    source, face = m.finest(BLUR_IED)
+    native = face.inter_eye_distance
     small = align_face(source, face, size=BLUR_SIZE, ied=BLUR_IED, eye_y=BLUR_EYE_Y)
     inner = cv2.cvtColor(small.region(0.0, 0.55, 0.9, 0.75), cv2.COLOR_RGB2GRAY)
     horizontal, vertical = _crete_blur(inner)
@@ -268,6 +291,35 @@ def check_blur(m: Measured) -> CheckResult:
     if native < BLUR_IED:
         detail += f"; face upscaled from {native:.0f} px between the eyes"
     return CheckResult("blur", tier, value, advice if tier != Tier.PASS else "", detail)
+
+
+def check_detail(m: Measured, blur: Tier = Tier.PASS) -> CheckResult:
+    """Fine detail the pixel count promises but the face lacks, as in a copy enlarged from a small
+    picture: fails when as little is left as in a face too small to use. The blur check sees the worst of
+    the same loss at 40 px between the eyes: when it fails, this says nothing; when it warns, only a
+    failure here adds anything (and then names the likelier cause)."""
+    if blur == Tier.FAIL:
+        return CheckResult("detail", Tier.SKIPPED, None, detail="the blur check explains the lost detail")
+    source, face = m.finest(DETAIL_MIN_WORKING_IED)
+    profile = detail_profile(source, face)
+    if profile is None:
+        return CheckResult("detail", Tier.SKIPPED, None, detail="face too small to compare scales")
+    tier = grade("detail_profile", profile.score)
+    if blur == Tier.WARN and tier == Tier.WARN:
+        tier = Tier.PASS
+    detail = (f"fine detail {profile.score:.2f} of a sharp face's (lowest at {profile.at_ied} px between the eyes, "
+              f"measured at {profile.measured_ied:.0f})")
+    return CheckResult("detail", tier, profile.score, ADVICE["enlarged"] if tier != Tier.PASS else "", detail)
+
+
+def check_smoothing(m: Measured) -> CheckResult:
+    """Skin smoothed by a filter: the camera's grain gone from the cheeks and forehead but not from the
+    rest of the photo. Warns only: a filtered face keeps its identity and loses its texture."""
+    grain = skin_grain(m.pixels, m.face)
+    if grain is None:
+        return CheckResult("smoothing", Tier.SKIPPED, None, detail="no grain to compare (or no 68-point landmarks)")
+    return _result("smoothing", "skin_grain", grain.ratio, ADVICE["smoothed"],
+                   f"skin grain {grain.ratio:.2f} of the surroundings' ({grain.skin:.2f} vs {grain.surround:.2f})")
 
 
 def check_over_exposure(m: Measured) -> CheckResult:
@@ -282,28 +334,30 @@ def _entropy(values: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def _lit_half_crushed(m: Measured) -> float:
-    """Crushed fraction of the better-lit half of the face (left or right in the aligned frame)."""
+def _halves_crushed(m: Measured) -> tuple[float, float]:
+    """Crushed fraction of the better-lit and of the darker half of the face (left or right in the aligned
+    frame)."""
     size = m.aligned.size
     gray = luma(m.aligned.pixels)
     halves = []
     for columns in (slice(0, size // 2), slice(size // 2, size)):
         values = gray[:, columns][m.mask[:, columns]]
         if values.size:
-            halves.append(float(np.mean(values < 35)))
-    return min(halves) if halves else 0.0
+            halves.append(float(np.mean(values < SHADOW_FLOOR)))
+    return (min(halves), max(halves)) if halves else (0.0, 0.0)
 
 
 def check_under_exposure(m: Measured) -> CheckResult:
     """A face too dark overall. Darkness on one side only is a side light, which side_shadow judges:
     when the better-lit half is not crushed, this check stays silent rather than say "too dark"."""
-    crushed = float(np.mean(m.face_luma < 35)) if m.face_luma.size else 0.0
+    crushed = float(np.mean(m.face_luma < SHADOW_FLOOR)) if m.face_luma.size else 0.0
     entropy = _entropy(m.face_luma)
     tiers = [grade("crushed_shadows", crushed), grade("face_entropy", entropy)]
     tier = Tier.FAIL if Tier.FAIL in tiers else Tier.WARN if Tier.WARN in tiers else Tier.PASS
     detail = f"{crushed:.1%} of face pixels crushed to black; face entropy {entropy:.2f} bits"
-    lit_half = _lit_half_crushed(m)
-    if tier != Tier.PASS and grade("crushed_shadows", lit_half) == Tier.PASS and \
+    lit_half, dark_half = _halves_crushed(m)
+    one_sided = dark_half >= 3.0 * lit_half + 0.02  # a uniformly dark face is crushed on both sides
+    if tier != Tier.PASS and one_sided and grade("crushed_shadows", lit_half) == Tier.PASS and \
             grade("face_entropy", entropy) == Tier.PASS:
         tier = Tier.PASS
         detail += f"; the lit half only {lit_half:.1%}: dark on one side, not too dark"
@@ -361,18 +415,50 @@ def check_side_shadow(m: Measured) -> CheckResult:
                    f"lighting ratio cheeks {cheeks:.1f}:1, forehead {forehead:.1f}:1")
 
 
+def _highlight_chroma(m: Measured) -> np.ndarray | None:
+    """Mean CIELAB (a*, b*) of the brightest unclipped tenth of the frame outside the head: in a photo
+    with a neutral white balance these are whites and greys, so their colour is the light's."""
+    height, width = m.pixels.shape[:2]
+    x0, y0, x1, y1 = m.face.box
+    pad_x, pad_y = 0.5 * (x1 - x0), 0.5 * (y1 - y0)
+    step = max(1, int(math.sqrt(height * width / 40_000)))  # about 40,000 samples: a mean needs no more
+    xs, ys = np.arange(0, width, step), np.arange(0, height, step)
+    outside = ((xs < x0 - pad_x) | (xs > x1 + pad_x))[None, :] | ((ys < y0 - pad_y) | (ys > y1 + pad_y))[:, None]
+    pixels = m.pixels[::step, ::step][outside]
+    if pixels.shape[0] < 500:
+        return None
+    lab = cv2.cvtColor(pixels.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+    lightness = lab[:, 0]
+    bright = (lightness >= np.percentile(lightness, 90)) & (lightness < 97.0)
+    if int(bright.sum()) < 50:
+        return None
+    return lab[bright, 1:].mean(axis=0)
+
+
 def check_colour_cast(m: Measured) -> CheckResult:
+    """Cheek colour outside the natural skin box (OFIQ). A smaller offset counts too when the frame's own
+    highlights carry a strong colour the same way: the light is coloured, not the skin (a tungsten bulb
+    turns the skin only a little more orange than some skin is, and the white wall very orange)."""
     cheeks = np.concatenate([
         m.aligned.region(-0.35, 0.58, 0.15, 0.15).reshape(-1, 3),
         m.aligned.region(0.35, 0.58, 0.15, 0.15).reshape(-1, 3),
     ]).astype(np.float32) / 255.0
     lab = cv2.cvtColor(cheeks.reshape(-1, 1, 3), cv2.COLOR_RGB2Lab).reshape(-1, 3)
     a, b = float(lab[:, 1].mean()), float(lab[:, 2].mean())
-    da = max(0.0, 5 - a, a - 25)
-    db = max(0.0, 5 - b, b - 35)
-    distance = math.hypot(da, db)
-    return _result("colour_cast", "colour_cast", distance, ADVICE["colour_cast"],
-                   f"cheek colour a* {a:.1f}, b* {b:.1f} (natural skin: a* 5-25, b* 5-35)")
+    offset = np.array([min(0.0, a - 5) + max(0.0, a - 25), min(0.0, b - 5) + max(0.0, b - 35)])
+    distance = float(np.hypot(*offset))
+    detail = f"cheek colour a* {a:.1f}, b* {b:.1f} (natural skin: a* 5-25, b* 5-35)"
+    tier = grade("colour_cast", distance)
+    highlights = _highlight_chroma(m)
+    if highlights is not None:
+        chroma = float(np.hypot(*highlights))
+        detail += f"; highlights a* {highlights[0]:.1f}, b* {highlights[1]:.1f}"
+        same_way = float(np.dot(offset, highlights)) > 0.0
+        if tier == Tier.PASS and same_way and grade("colour_cast_highlights", chroma) != Tier.PASS and \
+                grade("colour_cast_confirmed", distance) != Tier.PASS:
+            tier = Tier.WARN
+            detail += ": the light itself is coloured"
+    return CheckResult("colour_cast", tier, distance, ADVICE["colour_cast"] if tier != Tier.PASS else "", detail)
 
 
 def eye_aspect_ratio(points68: np.ndarray) -> float:
@@ -427,15 +513,18 @@ def _cheek_luma(m: Measured) -> np.ndarray:
 
 def _too_dark_to_judge(cheeks: np.ndarray) -> bool:
     """Eye-region cues compare eyes with cheeks; on crushed skin that comparison means nothing."""
-    return float(np.mean(cheeks < 35)) > (THRESHOLDS["crushed_shadows"].fail or 1.0)
+    return float(np.mean(cheeks < SHADOW_FLOOR)) > (THRESHOLDS["crushed_shadows"].fail or 1.0)
 
 
-def check_sunglasses(m: Measured) -> CheckResult:
+def check_sunglasses(m: Measured, blurred: bool = False) -> CheckResult:
     """Dark lenses: the eye boxes have no bright part (no sclera, no catch-light) and are dark overall.
 
     Eye boxes are 0.5 × 0.3 IED around each eye centre (face-quality.md §1.6). Open eyes always
-    show sclera brighter than the cheeks, even in dim light, so the 90th percentile is the cue.
+    show sclera brighter than the cheeks, even in dim light, so the 90th percentile is the cue; a blur
+    the blur check fails smears that sclera into the lids, so then it says nothing.
     """
+    if blurred:
+        return CheckResult("sunglasses", Tier.SKIPPED, None, detail="too blurred to judge the eyes")
     cheeks = _cheek_luma(m)
     if _too_dark_to_judge(cheeks):
         return CheckResult("sunglasses", Tier.SKIPPED, None, detail="face too dark to judge the eyes")

@@ -238,3 +238,48 @@ def paste_second_face(rgb: np.ndarray, face: Face, other: np.ndarray, other_face
     w = min(new_w, width - x)
     out[y:y + h, x:x + w] = head[:h, :w]
     return out
+
+
+def enlarge(rgb: np.ndarray, face: Face, from_ied: float) -> np.ndarray:
+    """The photo as a copy enlarged from a small one: shrunk until the face has ``from_ied`` px between
+    the eyes, then scaled back to its own size (bicubic, as phones and editors do)."""
+    height, width = rgb.shape[:2]
+    factor = min(1.0, from_ied / face.inter_eye_distance)
+    small = cv2.resize(rgb, (max(1, round(width * factor)), max(1, round(height * factor))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def beauty_filter(rgb: np.ndarray, face: Face, strength: float) -> np.ndarray:
+    """Skin smoothing as beauty apps do it: an edge-preserving (bilateral) blur on the face only, so
+    eyes, brows and lips keep their edges while skin loses its texture and grain."""
+    ied = face.inter_eye_distance
+    smoothed = cv2.bilateralFilter(rgb, d=0, sigmaColor=20.0 * strength, sigmaSpace=0.04 * ied)
+    weight = _face_weight(rgb.shape[:2], face)[..., None]
+    return np.clip(weight * smoothed + (1.0 - weight) * rgb, 0, 255).astype(np.uint8)
+
+
+def warm_cast(rgb: np.ndarray, face: Face, strength: float) -> np.ndarray:
+    """Tungsten light with the camera's white balance left on daylight: orange (strength 1 ≈ a 2700 K
+    bulb, 0.5 ≈ a warm room light)."""
+    gains = np.array([1.0 + 0.05 * strength, 1.0 - 0.18 * strength, 1.0 - 0.5 * strength], np.float32)
+    return np.clip(rgb.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+
+
+def darker_skin(rgb: np.ndarray, face: Face, reflectance: float) -> np.ndarray:
+    """The face and neck as darker skin under the same light: skin reflects ``reflectance`` × the light
+    it did (linear light, about 0.5 for a medium and 0.25 for a deep skin tone against a light one),
+    with the slightly richer colour darker skin has; hair, clothes and background untouched.
+
+    Scaling the stored pixels would scale their grain too, which a camera does not do: shot noise grows as
+    the square root of the light while the sRGB curve's slope falls about as fast, so in code values the
+    grain on darker skin is about what it was. The grain scaled away is put back (as gamma_darken does).
+    """
+    weight = _face_weight(rgb.shape[:2], face, grow=1.15, soft=0.2)[..., None]
+    linear = (rgb.astype(np.float32) / 255.0) ** 2.2
+    grey = linear.mean(axis=2, keepdims=True)
+    richer = grey + 1.15 * (linear - grey)  # a little more saturation as the skin darkens
+    darker = np.clip(richer * reflectance, 0.0, 1.0) ** (1 / 2.2) * 255.0
+    kept = reflectance ** (1 / 2.2)  # the fraction of the old grain the scaling left
+    grain = np.random.default_rng(11).normal(0.0, 2.0 * math.sqrt(1.0 - kept**2), rgb.shape[:2])[..., None]
+    return np.clip(weight * (darker + grain) + (1.0 - weight) * rgb, 0, 255).astype(np.uint8)

@@ -26,6 +26,8 @@ CHECK_ORDER = (
     "sunglasses",
     "occlusion",
     "blur",
+    "detail",
+    "smoothing",
     "over_exposure",
     "under_exposure",
     "backlight",
@@ -45,7 +47,14 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     "under_exposure": ("over_exposure", "backlight"),  # one-sided darkness: check_under_exposure itself
     # A face too dark overall also has dark eye regions: then "take off your sunglasses" is the false one.
     "sunglasses": ("under_exposure",),
-    "eyes_closed": ("sunglasses", "over_exposure", "under_exposure", "backlight", "side_shadow", "occlusion"),
+    # Lost fine detail has a more specific cause when the face is small, dark, washed out or compressed;
+    # and a detail failure (which check_detail only reports beside a blur warning) names the likelier cause.
+    "detail": ("resolution", "over_exposure", "under_exposure", "compression"),
+    "blur": ("detail",),
+    # Grain needs light and an uncompressed file to be seen at all.
+    "smoothing": ("over_exposure", "under_exposure", "compression"),
+    "eyes_closed": ("sunglasses", "detail", "smoothing", "over_exposure", "under_exposure", "backlight",
+                    "side_shadow", "occlusion"),
 }
 
 

@@ -80,21 +80,36 @@ THRESHOLDS: dict[str, Threshold] = {
         unit="Crete re-blur score on the aligned inner face at 40 px IED (0 sharp … 1 flat)",
         source="calibrated: clean 0.36-0.44; σ = 0.02·IED → 0.53 (identity +0.13); σ ≥ 0.04·IED (+0.27) fails",
     ),
+    "detail_profile": Threshold(
+        warn=0.40, fail=0.20, higher_is_worse=False,
+        unit="lowest (detail lost by a round trip through u px between the eyes / through u/2) over its 1/f² "
+        "value (1 sharp)",
+        source="calibrated: good photos 0.53-0.82 (JPEG Q50 and darkened alike); enlarged from 30 px 0.19-0.33, "
+        "from 20 px 0.13-0.23; a face at 32 px between the eyes already warns in the resolution check",
+    ),
+    "skin_grain": Threshold(
+        warn=0.75, fail=None, higher_is_worse=False,
+        unit="sensor grain on cheeks and forehead / grain around the head (Immerkær operator, flattest half)",
+        source="calibrated: good photos 1.0-2.8 (darker skin alike); skin-only bilateral smoothing 0.41-0.71; "
+        "warns only: a filtered face keeps its identity, it loses texture",
+    ),
     "over_exposure": Threshold(
         warn=0.02, fail=0.08, higher_is_worse=True, unit="fraction of face pixels with luma ≥ 250",
         source="face-quality.md row 10 (OFIQ: 1 % → 50/100, 5 % → 17)",
     ),
     "crushed_shadows": Threshold(
-        warn=0.10, fail=0.18, higher_is_worse=True, unit="fraction of face pixels with sRGB luma < 35",
-        source="face-quality.md row 11 proposes 25 %; calibrated: gamma 3 (identity +0.24) gives 19.7-85 %",
+        warn=0.07, fail=0.095, higher_is_worse=True, unit="fraction of face pixels with sRGB luma < 20",
+        source="face-quality.md row 11 proposes 25 % below 35; calibrated: gamma 3 (identity +0.23-0.27) gives "
+        "10.2-51 %, well-exposed darker skin (face-only transforms to 0.3 and 0.2 of the reflectance) ≤ 6.0 %",
     ),
     "face_entropy": Threshold(
         warn=5.0, fail=4.5, higher_is_worse=False, unit="bits, face luma histogram",
         source="face-quality.md row 11 (OFIQ dynamic range: good photos 5.6-7.6 bits)",
     ),
     "backlight_ratio": Threshold(
-        warn=0.5, fail=0.35, higher_is_worse=False, unit="median face luma / median surround luma",
-        source="face-quality.md §1.2 [proposal] (one stop darker than the surround); fail calibrated",
+        warn=0.47, fail=0.35, higher_is_worse=False, unit="median face luma / median surround luma",
+        source="face-quality.md §1.2 [proposal] (one stop darker than the surround, 0.5); calibrated: back-lit "
+        "faces 0.32-0.44 at strength 1, a deep skin tone before a white suit 0.49",
     ),
     "backlight_surround_clipped": Threshold(
         warn=0.15, fail=None, higher_is_worse=True, unit="fraction of surround pixels ≥ 250",
@@ -107,6 +122,17 @@ THRESHOLDS: dict[str, Threshold] = {
     "colour_cast": Threshold(
         warn=10.0, fail=None, higher_is_worse=True, unit="CIELAB distance of cheek a*,b* from the skin box",
         source="OFIQ NaturalColour (a* 5-25, b* 5-35; 10 → Q 54)",
+    ),
+    "colour_cast_confirmed": Threshold(
+        warn=3.0, fail=None, higher_is_worse=True, unit="CIELAB distance of cheek a*,b* from the skin box, when the "
+        "frame's highlights are coloured the same way",
+        source="calibrated: tungsten at 2700 K moves the cheeks 6.8-23.7 out of the box (good photos 0-8.2)",
+    ),
+    "colour_cast_highlights": Threshold(
+        warn=30.0, fail=None, higher_is_worse=True,
+        unit="CIELAB chroma of the brightest unclipped tenth of the frame outside the head",
+        source="calibrated: good photos 2-20 (skin-coloured highlights included); tungsten 45-55, a warm room "
+        "light 24-36 (not flagged)",
     ),
     "eyes_closed": Threshold(
         warn=0.20, fail=0.15, higher_is_worse=False, unit="eye aspect ratio, mean of both eyes (68 points)",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from generation.quality.gate import Assessment
-from generation.quality.preview import PANEL_WIDTH, PREVIEW_MAX_SIDE, TIER_COLOURS, render_preview
-from generation.quality.report import Tier
+from generation.quality.preview import PANEL_WIDTH, PREVIEW_MAX_SIDE, TIER_COLOURS, render_preview, short_value
+from generation.quality.report import CheckResult, Tier
 
 
 def colour_count(pixels: np.ndarray, colour: tuple[int, int, int]) -> int:
@@ -63,3 +65,64 @@ def test_preview_without_a_face(assessments: dict[str, Assessment]) -> None:
     panel = preview[:, shown:]
     assert colour_count(panel, TIER_COLOURS[Tier.FAIL]) > 50
     assert colour_count(panel, TIER_COLOURS[Tier.SKIPPED]) > 50
+
+
+ADVICE_TEXT = (250, 250, 250)  # preview.py draws the advice in this colour, values in VALUE_TEXT
+VALUE_TEXT = (160, 160, 160)
+
+
+def test_every_measured_check_shows_its_value(assessments: dict[str, Assessment]) -> None:
+    for assessment in assessments.values():
+        for check in assessment.report.checks:
+            shown = short_value(check)
+            if check.value is None or check.tier == Tier.SKIPPED:
+                assert shown == ""
+            elif check.name != "face_found":
+                assert shown and any(ch.isdigit() for ch in shown), check
+
+
+def test_values_are_the_measurements_in_their_units() -> None:
+    assert short_value(CheckResult("resolution", Tier.WARN, 43.8)) == "44 px eyes"
+    assert short_value(CheckResult("pose", Tier.FAIL, 33.4)) == "33 deg"
+    assert short_value(CheckResult("side_shadow", Tier.FAIL, 6.44)) == "6.4:1"
+    assert short_value(CheckResult("compression", Tier.FAIL, 15.0)) == "Q15"
+    assert short_value(CheckResult("compression", Tier.FAIL, 2.43)) == "2.43"  # blockiness of a PNG
+    assert short_value(CheckResult("pose", Tier.SKIPPED, None)) == ""
+
+
+def test_the_advice_is_on_the_preview_and_fits_it(assessments: dict[str, Assessment]) -> None:
+    with_advice = assessments["obama_partial_face.jpg"]
+    assert with_advice.report.messages
+    preview = render_preview(with_advice)
+    panel = preview[:, photo_width(with_advice):]
+    assert colour_count(panel, VALUE_TEXT) > 50  # the measured values
+    rows = np.nonzero(np.all(panel == np.array(ADVICE_TEXT, np.uint8), axis=-1).any(axis=1))[0]
+    assert rows.size > 0
+    # Below the check list, and not cut off at the bottom.
+    assert rows.min() > 40 + 22 * len(with_advice.report.checks) - 10
+    assert rows.max() < preview.shape[0] - 2
+    # One message or three, every wrapped line is inside the panel's width.
+    columns = np.nonzero(np.all(panel == np.array(ADVICE_TEXT, np.uint8), axis=-1).any(axis=0))[0]
+    assert columns.max() < PANEL_WIDTH - 4
+
+
+def test_a_small_photo_with_three_messages_gets_a_taller_panel(assessments: dict[str, Assessment]) -> None:
+    small = assessments["astronaut.png"]  # 512 px tall
+    long_advice = [CheckResult(name, Tier.FAIL, 1.0, text) for name, text in
+                   (("framing", "Move the camera back a bit so your whole head is in the picture. " * 3),
+                    ("blur", "Hold the phone still and tap your face to focus. " * 3),
+                    ("compression", "Send the original photo from your camera roll. " * 3))]
+    report = dataclasses.replace(small.report, checks=tuple(long_advice) + small.report.checks[3:])
+    assert len(report.messages) == 3
+    preview = render_preview(dataclasses.replace(small, report=report))
+    assert preview.shape[0] > small.pixels.shape[0]
+    panel = preview[:, photo_width(small):]
+    rows = np.nonzero(np.all(panel == np.array(ADVICE_TEXT, np.uint8), axis=-1).any(axis=1))[0]
+    assert rows.max() < preview.shape[0] - 2
+
+
+def test_a_photo_with_nothing_to_fix_shows_no_advice(assessments: dict[str, Assessment]) -> None:
+    calm = assessments["obama.jpg"]
+    assert not calm.report.messages
+    panel = render_preview(calm)[:, photo_width(calm):]
+    assert colour_count(panel, ADVICE_TEXT) == 0
