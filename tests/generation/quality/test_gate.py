@@ -635,3 +635,19 @@ def test_a_warm_room_light_is_not_a_colour_cast(
     for name in ("obama.jpg", "biden.jpg", "astronaut.png"):
         report = assess_result(degrade.warm_cast(images[name].pixels, clean_faces[name], 0.3)).report
         assert report.check("colour_cast").tier == Tier.PASS, (name, report.check("colour_cast"))
+
+
+@pytest.mark.parametrize("reflectance", [0.5, 0.3, 0.2])
+def test_grace_hopper_in_darker_skin_never_fails_and_warns_at_most_once(
+    analyzer: DlibAnalyzer, assess_result: Callable[..., Assessment], reflectance: float
+) -> None:
+    """The photo the gate was never tuned on, dim and against black already: at 0.2 it may warn "too
+    dark" (docs/quality-calibration.md says so), never more."""
+    from generation.images import load_image_file
+
+    photo = load_image_file(Path(__file__).parents[2] / "fixtures" / "faces" / "grace_hopper.jpg", max_side=2048)
+    face = analyzer.analyze(photo.pixels)[0]
+    report = assess_result(degrade.darker_skin(photo.pixels, face, reflectance)).report
+    assert not [c for c in report.checks if c.tier == Tier.FAIL]
+    assert len([c for c in report.checks if c.tier == Tier.WARN]) <= 1
+    assert report.check("smoothing").tier == Tier.PASS and report.check("backlight").tier == Tier.PASS
