@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from generation.config import Config, ConfigError, load_config
+from generation.config import Config, ConfigError, load_config, unused_environment
 from generation.logging_setup import setup_logging
 
 log = logging.getLogger("closeup")
@@ -231,9 +231,31 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     return 1 if failed(checks) else 0
 
 
+def installed_version() -> str:
+    """The installed package's version (pyproject.toml's), or "unknown" when run from a bare checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("closeup")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _image_count(text: str) -> int:
+    """--n: checked when the command line is read, before any model loads."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 4, got {text!r}") from None
+    if not 1 <= count <= 4:
+        raise argparse.ArgumentTypeError(f"expected 1 to 4 images, got {count}")
+    return count
+
+
 def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
     """The command line; ``add_commands`` lets bot/ add `closeup bot` without generation/ importing Discord."""
     parser = _Parser(prog="closeup", description="Identity-locked AI portraits from one selfie.")
+    parser.add_argument("--version", action="version", version=f"closeup {installed_version()}")
     parser.add_argument("--config", help="TOML config file (default: built-in defaults + environment)")
     sub = parser.add_subparsers(dest="command", required=True)
     if add_commands is not None:
@@ -258,7 +280,7 @@ def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.
     generate.add_argument("--prompt", default="", help="what to make (empty: the style's default)")
     generate.add_argument("--style", default="studio-headshot", choices=sorted(STYLES))
     generate.add_argument("--framing", choices=list(FRAMINGS), help="default: the style's")
-    generate.add_argument("--n", type=int, default=1, help="images to make (1-4)")
+    generate.add_argument("--n", type=_image_count, default=1, help="images to make (1-4)")
     generate.add_argument("--seed", type=int, help="base seed; image i uses seed + i")
     generate.add_argument("--identity-strength", type=float, help="IP-Adapter weight, overrides the style's")
     generate.add_argument("--out", default="portraits", help="output folder (default: ./portraits)")
@@ -297,6 +319,8 @@ def main(argv: list[str] | None = None, add_commands: Callable[[Any], None] | No
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     setup_logging(config.logging.level, config.logging.format)
+    for problem in unused_environment():
+        log.warning("%s", problem)
     try:
         return args.func(args, config)
     except BrokenPipeError:

@@ -47,9 +47,28 @@ def _between(low: float, high: float) -> Callable[[Any], str | None]:
     return check
 
 
-def _setting(default: Any, check: Callable[[Any], str | None] | None = None, secret: bool = False) -> Any:
-    """A dataclass field carrying its validator; ``secret`` keeps the value out of logs."""
-    metadata = {"check": check, "secret": secret}
+def _multiple_of(step: int, low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        ok = low <= value <= high and value % step == 0
+        return None if ok else f"a multiple of {step} between {low} and {high} (the model works in {step}-px blocks)"
+
+    return check
+
+
+def _non_empty(value: Any) -> str | None:
+    return None if str(value).strip() else "a path (it is empty)"
+
+
+def _redis_url(value: Any) -> str | None:
+    schemes = ("redis://", "rediss://", "unix://")
+    return None if str(value).startswith(schemes) else "a URL starting with " + ", ".join(schemes)
+
+
+def _setting(default: Any, check: Callable[[Any], str | None] | None = None, secret: bool = False,
+             normalize: Callable[[Any], Any] | None = None) -> Any:
+    """A dataclass field carrying its validator; ``secret`` keeps the value out of logs; ``normalize``
+    turns an accepted spelling into the canonical one before the check (``info`` → ``INFO``)."""
+    metadata = {"check": check, "secret": secret, "normalize": normalize}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -106,8 +125,8 @@ class GenerationConfig:
     compile: bool = _setting(False)
     # quality: 30 steps; lightning: SDXL-Lightning LoRA, 4 steps; lcm: LCM-LoRA, 6 steps.
     preset: str = _setting("quality", _one_of("quality", "lightning", "lcm"))
-    width: int = _setting(1024, _between(64, 2048))
-    height: int = _setting(1024, _between(64, 2048))
+    width: int = _setting(1024, _multiple_of(8, 64, 2048))
+    height: int = _setting(1024, _multiple_of(8, 64, 2048))
     # Denoising steps for the quality preset (the fast presets set their own).
     steps: int = _setting(30, _between(1, 150))
     # Images per job, at most (the bot offers 1-4).
@@ -160,9 +179,9 @@ class QueueConfig:
     # "local": embedded (SQLite journal, one GPU worker in this process); "redis": scale out.
     backend: str = _setting("local", _one_of("local", "redis"))
     # The embedded queue's journal.
-    path: str = _setting("data/queue.db")
+    path: str = _setting("data/queue.db", _non_empty)
     # Redis (backend = "redis"); put the password in CLOSEUP_QUEUE__REDIS_URL, not in this file.
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", secret=True)
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", _redis_url, secret=True)
     # Key prefix, so several bots can share one Redis.
     redis_prefix: str = _setting("closeup:")
     # Queued + running jobs per person and per server.
@@ -204,7 +223,7 @@ class BotConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     # Folder for the bot's SQLite store, reference photos and results (content-hash file names).
-    data_dir: str = _setting("data")
+    data_dir: str = _setting("data", _non_empty)
     # Jobs, results and references unused for this many days are deleted by the periodic sweep.
     retention_days: float = _setting(30.0, _between(0.01, 3650.0))
     # How often the sweep runs.
@@ -213,9 +232,9 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    level: str = _setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"))
+    level: str = _setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), normalize=str.upper)
     # "text" for people, "json" for log collectors.
-    format: str = _setting("text", _one_of("text", "json"))
+    format: str = _setting("text", _one_of("text", "json"), normalize=str.lower)
 
 
 @dataclass(frozen=True)
@@ -301,10 +320,14 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], from_env: se
             hint = f" (did you mean {name}.{close[0]}?)" if close else ""
             raise ConfigError(f"{name}.{key}: unknown setting{hint}; known: {', '.join(sorted(known))}")
         value = _coerce(f"{name}.{key}", raw, hints[key], key in from_env)
+        normalize = known[key].metadata.get("normalize")
+        if normalize is not None:
+            value = normalize(value)
         check = known[key].metadata.get("check")
         problem = check(value) if check else None
         if problem:
-            raise ConfigError(f"{name}.{key}: expected {problem}, got {value!r}")
+            shown = "a value that is not shown (it is secret)" if known[key].metadata.get("secret") else repr(value)
+            raise ConfigError(f"{name}.{key}: expected {problem}, got {shown}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -320,6 +343,33 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
         if var in environ:
             found[target] = environ[var]
     return found
+
+
+def _cross_check(config: Config) -> None:
+    """Settings that are fine alone but not together: caught at load, not after the models loaded."""
+    queue = config.queue
+    if queue.dead_after_s <= 2 * queue.heartbeat_s:
+        raise ConfigError(f"queue.dead_after_s ({queue.dead_after_s:g}) must be more than twice queue.heartbeat_s "
+                          f"({queue.heartbeat_s:g}), or a live worker that misses one beat looks dead")
+    if queue.job_timeout_s <= queue.dead_after_s:
+        raise ConfigError(f"queue.job_timeout_s ({queue.job_timeout_s:g}) must be longer than queue.dead_after_s "
+                          f"({queue.dead_after_s:g})")
+
+
+def unused_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``CLOSEUP_`` variables that set nothing (``CLOSEUP_QUEUE_BACKEND``: one underscore where two
+    belong), each with what was probably meant; the caller warns, since they are silently ignored."""
+    environ = os.environ if environ is None else environ
+    keys = {f"{ENV_PREFIX}{name.upper()}__{f.name.upper()}"
+            for name, section in typing.get_type_hints(Config).items() for f in dataclasses.fields(section)}
+    out = []
+    for var in sorted(environ):
+        if var.startswith(ENV_PREFIX) and "__" not in var:
+            close = difflib.get_close_matches(var.upper(), keys, n=1, cutoff=0.8)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            out.append(f"environment variable {var} sets nothing: settings are {ENV_PREFIX}<SECTION>__<KEY>, "
+                       f"with two underscores{hint}")
+    return out
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -352,4 +402,6 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         name: _build_section(name, section_types[name], data.get(name, {}), from_env.get(name, set()))
         for name in sections
     }
-    return Config(**built)
+    config = Config(**built)
+    _cross_check(config)
+    return config

@@ -378,3 +378,34 @@ def test_installed_console_script(tmp_path: Path, not_an_image: Path) -> None:
     assert reports[0]["backend"] == "dlib"
     with Image.open(tmp_path / "preview-obama.png") as image:
         assert image.format == "PNG"
+
+
+def test_version_is_the_installed_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"closeup {version('closeup')}"
+
+
+@pytest.mark.parametrize("count", ["0", "5", "two"])
+def test_image_count_out_of_range_is_refused_when_the_command_line_is_read(
+    count: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import generation.cli as cli
+
+    monkeypatch.setattr(cli, "cmd_generate", lambda *a: pytest.fail("models would load"))
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", str(OBAMA), "--n", count])
+    assert stop.value.code == 64
+    assert "--n" in capsys.readouterr().err
+
+
+def test_a_closeup_variable_that_sets_nothing_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CLOSEUP_FACES_BACKEND", "insightface")  # one underscore: silently ignored before
+    assert main(["check", str(OBAMA)]) in PASS_OR_WARN.values()
+    warning = [line for line in capsys.readouterr().err.splitlines() if "CLOSEUP_FACES_BACKEND" in line]
+    assert len(warning) == 1 and "WARNING" in warning[0] and "did you mean CLOSEUP_FACES__BACKEND?" in warning[0]

@@ -307,3 +307,51 @@ def test_the_queue_never_keeps_finished_jobs_longer_than_the_store() -> None:
     assert config.queue_retention_s == config.queue.keep_finished_s  # 7 days < 30 days
     short = dataclasses.replace(config, store=dataclasses.replace(config.store, retention_days=2.0))
     assert short.queue_retention_s == 2 * 86400.0
+
+
+# --------------------------------------------------------------------------- values that need more than a type
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ('[generation]\nwidth = 1020\n', "generation.width", "multiple of 8"),
+    ('[generation]\nheight = 2056\n', "generation.height", "between 64 and 2048"),
+    ('[queue]\nredis_url = "http://127.0.0.1:6379"\n', "queue.redis_url", "redis://"),
+    ('[queue]\npath = ""\n', "queue.path", "it is empty"),
+    ('[store]\ndata_dir = "  "\n', "store.data_dir", "it is empty"),
+])
+def test_values_the_type_alone_does_not_catch(tmp_path: Path, text: str, key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    assert key in str(info.value) and expected in str(info.value)
+
+
+def test_a_secret_redis_url_is_not_echoed_when_its_scheme_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, "", {"CLOSEUP_QUEUE__REDIS_URL": "http://user:hunter2@redis:6379"})
+    assert "queue.redis_url" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(("raw", "level"), [("debug", "DEBUG"), ("Warning", "WARNING"), ("INFO", "INFO")])
+def test_log_level_is_case_insensitive(tmp_path: Path, raw: str, level: str) -> None:
+    assert load(tmp_path, f'[logging]\nlevel = "{raw}"\n').logging.level == level
+    assert load(tmp_path, "", {"CLOSEUP_LOGGING__FORMAT": "JSON"}).logging.format == "json"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[queue]\nheartbeat_s = 5\ndead_after_s = 8\n', r"dead_after_s \(8\) must be more than twice queue\.heartbeat_s"),
+    ('[queue]\njob_timeout_s = 20\ndead_after_s = 30\n', r"job_timeout_s \(20\) must be longer than queue\.dead_after_s"),
+])
+def test_settings_that_contradict_each_other_fail_at_load(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load(tmp_path, text)
+
+
+def test_a_closeup_variable_with_one_underscore_is_named_with_the_fix() -> None:
+    from generation.config import unused_environment
+
+    found = unused_environment({"CLOSEUP_QUEUE_BACKEND": "redis", "CLOSEUP_FACES__BACKEND": "dlib",
+                                "CLOSEUPX": "1", "HOME": "/root"})
+    assert len(found) == 1
+    assert "CLOSEUP_QUEUE_BACKEND" in found[0] and "did you mean CLOSEUP_QUEUE__BACKEND?" in found[0]
+    assert unused_environment({"CLOSEUP_FACES__BACKEND": "dlib"}) == []

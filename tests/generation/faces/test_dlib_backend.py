@@ -125,3 +125,28 @@ def test_tiny_face_needs_the_upsampled_retry(analyzer: DlibAnalyzer, photos: dic
     no_retry = DlibAnalyzer(upsample_retry=False)
     assert no_retry.analyze(tiny) == []
     assert len(no_retry.analyze(pixels)) == 1  # the retry is the only difference
+
+
+def test_models_load_where_pkg_resources_is_gone_and_the_package_is_never_imported() -> None:
+    """face_recognition_models imports pkg_resources, which current setuptools no longer ships: the
+    backend finds the model files by the package's spec instead. Proved in a fresh interpreter in which
+    importing pkg_resources fails."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, importlib.abc\n"
+        "class Gone(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'pkg_resources' or name.startswith('pkg_resources.'):\n"
+        "            raise ImportError('No module named pkg_resources')\n"
+        "sys.meta_path.insert(0, Gone())\n"
+        "from generation.faces.dlib_backend import DlibAnalyzer\n"
+        "DlibAnalyzer()\n"
+        "assert 'face_recognition_models' not in sys.modules, 'the package was imported'\n"
+        "assert 'pkg_resources' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
