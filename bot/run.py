@@ -9,9 +9,11 @@ import re
 import signal
 from pathlib import Path
 
+import aiohttp
 import discord
 
 from generation.config import Config
+from generation.queue.base import QueueStorageError
 
 log = logging.getLogger("closeup.bot")
 
@@ -42,6 +44,22 @@ def data_problem(config: Config) -> str | None:
     return None
 
 
+async def redis_problem(config: Config) -> str | None:
+    """With the Redis queue: does Redis answer within 2 s? Asked before logging in to Discord (which is
+    where the queue would otherwise first be opened, a traceback later)."""
+    if config.queue.backend != "redis":
+        return None
+    try:
+        from generation.queue.redis import check_reachable
+    except ImportError:
+        return "queue.backend is \"redis\" but the redis package is missing: pip install 'closeup[redis]'"
+    try:
+        await check_reachable(config.queue.redis_url, timeout_s=1.5)
+    except QueueStorageError as exc:
+        return str(exc)
+    return None
+
+
 async def serve(config: Config) -> int:
     from bot.app import CloseupBot
 
@@ -58,11 +76,21 @@ async def serve(config: Config) -> int:
     except discord.PrivilegedIntentsRequired:
         log.error("Discord refused an intent this bot asked for; closeup needs no privileged intents.")
         return EXIT_SETUP
+    except QueueStorageError as exc:  # Redis went away between the start-up check and the queue's start
+        log.error("cannot start the bot: %s", exc)
+        return EXIT_SETUP
+    except (aiohttp.ClientConnectionError, discord.GatewayNotFound, OSError) as exc:
+        log.error("cannot reach Discord (%s: %s). Is this machine online, and can it reach discord.com "
+                  "(proxy, firewall, DNS)?", type(exc).__name__, exc)
+        return EXIT_SETUP
     return EXIT_OK
 
 
 def run_bot(config: Config) -> int:
-    for check in (lambda: token_problem(config.discord.token), lambda: data_problem(config)):
+    """Every setup problem is one clear line and exit 2; checks that need no network come first."""
+    checks = (lambda: token_problem(config.discord.token), lambda: data_problem(config),
+              lambda: asyncio.run(redis_problem(config)))
+    for check in checks:
         problem = check()
         if problem:
             log.error("cannot start the bot: %s", problem)

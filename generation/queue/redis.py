@@ -377,6 +377,24 @@ def _unreachable(url: str, exc: BaseException) -> QueueStorageError:
                              "is the URL right?")
 
 
+async def check_reachable(url: str, timeout_s: float = 2.0) -> None:
+    """Raise QueueStorageError (password hidden) unless Redis at ``url`` answers a PING within about
+    ``timeout_s``: a start-up check that fails in seconds, before anything slow (logging in to Discord,
+    loading models) has begun."""
+    try:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                         retry=Retry(NoBackoff(), 0))
+    except ValueError as exc:
+        raise QueueStorageError(f"The Redis URL {mask_secrets(url)} is not valid: {mask_secrets(str(exc))}") from None
+    try:
+        await asyncio.wait_for(client.ping(), timeout_s + 0.5)
+    except (*RETRYABLE, ResponseError, TimeoutError, OSError) as exc:
+        raise _unreachable(url, exc) from None
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
 class RedisStore:
     """The Redis side both ends share: connection, scripts, and the state changes of one job."""
 

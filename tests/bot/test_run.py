@@ -155,3 +155,100 @@ def test_cli_check_still_works(clean_env: Path, capsys: pytest.CaptureFixture[st
     report = json.loads(capsys.readouterr().out)
     assert report["verdict"] == {0: "pass", 1: "warn"}[code]
     assert report["faces_found"] == 1
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _redis_config(tmp_path: Path, url: str) -> Config:
+    from generation.config import DiscordConfig
+
+    return Config(discord=DiscordConfig(token=FAKE_TOKEN), store=StoreConfig(data_dir=str(tmp_path / "data")),
+                  queue=QueueConfig(path=str(tmp_path / "q.db"), backend="redis", redis_url=url))
+
+
+def test_unreachable_redis_stops_the_bot_with_exit_2_in_one_line_before_discord(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import bot.run as run
+
+    monkeypatch.setattr(run, "serve", lambda config: pytest.fail("logged in to Discord with no queue"))
+    url = f"redis://:hunter2@127.0.0.1:{_closed_port()}/0"
+    started = time.monotonic()
+    with caplog.at_level("ERROR", logger="closeup.bot"):
+        assert run.run_bot(_redis_config(tmp_path, url)) == EXIT_SETUP
+    assert time.monotonic() - started < 2.0
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    message = record.getMessage()
+    assert "Cannot reach Redis" in message and "hunter2" not in message and record.exc_info is None
+
+
+def test_a_redis_that_accepts_but_never_answers_is_given_up_on_within_2_s(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A firewall or a wrong service on the port: the connection opens, no reply ever comes."""
+    import socket
+    import threading
+    import time
+
+    from bot.run import run_bot
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # accepted, never answered
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with caplog.at_level("ERROR", logger="closeup.bot"):
+            assert run_bot(_redis_config(tmp_path, f"redis://127.0.0.1:{server.getsockname()[1]}/0")) == EXIT_SETUP
+        assert time.monotonic() - started < 2.5
+    finally:
+        stop.set()
+        thread.join()
+        for sock in held:
+            sock.close()
+        server.close()
+    assert any("Redis" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+def test_no_network_to_discord_is_one_line_and_exit_2(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network is the true edge here: discord.py's login raising what aiohttp raises offline."""
+    import aiohttp
+
+    import bot.app
+    from bot.run import serve
+
+    async def offline(self: object, token: str) -> None:
+        raise aiohttp.ClientConnectorDNSError(
+            aiohttp.client_reqrep.ConnectionKey("discord.com", 443, True, True, None, None, None),
+            OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(bot.app.CloseupBot, "start", offline)
+    config = Config(store=StoreConfig(data_dir=str(tmp_path / "data")), queue=QueueConfig(path=str(tmp_path / "q")))
+    import asyncio
+
+    with caplog.at_level("ERROR", logger="closeup.bot"):
+        assert asyncio.run(serve(config)) == EXIT_SETUP
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "cannot reach Discord" in record.getMessage() and record.exc_info is None
