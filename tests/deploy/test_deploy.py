@@ -46,25 +46,91 @@ def test_dockerfile_runs_the_bot_by_default_as_a_user_with_volumes_and_a_health_
     assert re.search(r"^USER 10001", text, re.M)
     assert re.search(r'^VOLUME \["/data", "/models"\]', text, re.M)
     assert "HEALTHCHECK" in text and "/healthz" in text
-    assert re.search(r"^FROM nvidia/cuda:[\d.]+-cudnn-runtime", text, re.M)
+    # The default image (the last stage) is the full one; a bot-only stage exists for the Redis set-up.
+    stages = re.findall(r"^FROM \S+ AS (\w+)", text, re.M)
+    assert stages == ["base", "bot", "gpu"]
 
 
-def test_dockerfile_torch_matches_the_pinned_release_and_its_cuda_image() -> None:
+def _stage(name: str) -> str:
+    text = _dockerfile()
+    start = re.search(rf"^FROM \S+ AS {name}$", text, re.M)
+    assert start, name
+    following = re.search(r"^FROM ", text[start.end():], re.M)
+    return text[start.end(): start.end() + following.start()] if following else text[start.end():]
+
+
+def test_dockerfile_torch_matches_the_pinned_release_and_cuda_is_in_the_image_once() -> None:
     text = _dockerfile()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     pinned = next(d for d in pyproject["project"]["optional-dependencies"]["gpu"] if d.startswith("torch=="))
     assert f"TORCH_VERSION={pinned.split('==')[1]}" in text
-    cuda = re.search(r"nvidia/cuda:(\d+)\.(\d+)", text)
-    index = re.search(r"whl/cu(\d+)", text)
-    assert cuda and index and index.group(1) == cuda.group(1) + cuda.group(2)
+    assert re.search(r"TORCH_INDEX=https://download\.pytorch\.org/whl/cu\d+$", text, re.M)
+    # torch's wheel brings its CUDA libraries: a CUDA base image would hold them a second time.
+    assert not re.search(r"^FROM nvidia/cuda", text, re.M)
+    assert "torch" not in _stage("bot").replace("no torch", "")  # the bot-only image never installs it
+
+
+def test_dockerfile_installs_dependencies_before_the_source_with_a_pip_cache() -> None:
+    for name in ("bot", "gpu"):
+        stage = _stage(name)
+        order = [stage.index("COPY pyproject.toml"), stage.index('pip install ".['), stage.index("COPY bot"),
+                 stage.index("pip install --no-deps")]
+        assert order == sorted(order), name  # a code change leaves the dependency layer cached
+        for line in re.findall(r"^RUN .*(?:\n\s+.*)*", stage, re.M):
+            if "pip install" in line and "--no-cache-dir" not in line:
+                assert "--mount=type=cache,target=/root/.cache/pip" in line, line
+    assert _dockerfile().startswith("# syntax=docker/dockerfile:1")
+
+
+def test_dockerignore_keeps_photos_and_environments_out_of_the_build_context() -> None:
+    import fnmatch
+
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        for pattern in patterns:
+            bare = pattern.removeprefix("**/")
+            if fnmatch.fnmatch(path, pattern) or any(fnmatch.fnmatch(p, bare) for p in parts) or \
+                    any(fnmatch.fnmatch("/".join(parts[:i]), pattern) for i in range(1, len(parts))):
+                return True
+        return False
+
+    for private in ("data/refs/ab12.jpg", "data/closeup.db", ".venv/bin/python", ".git/config",
+                    "queue.db", "generation/__pycache__/x.pyc", "portraits/me-1.png"):
+        assert ignored(private), private
+    sources = re.findall(r"^COPY (?!--)(.+) \S+$", _dockerfile(), re.M)
+    for source in {s for line in sources for s in line.split()}:
+        assert not ignored(source), source
+
+
+def _health_command(stage: str) -> str:
+    line = re.search(r"^HEALTHCHECK .*\n\s+CMD (\[.*\])$", _stage(stage), re.M)
+    assert line, stage
+    return json.loads(line.group(1))[2]
+
+
+@pytest.mark.parametrize(("cmdline", "healthy"), [
+    (b"/opt/venv/bin/python\0/opt/venv/bin/closeup\0--config\0/etc/closeup/config.toml\0worker\0", True),
+    (b"/opt/venv/bin/python\0/opt/venv/bin/closeup\0--config\0/etc/closeup/config.toml\0bot\0", False),
+])
+def test_the_worker_is_not_held_to_the_bots_web_health_check(cmdline: bytes, healthy: bool) -> None:
+    """The image's own health command, run: a worker (no web server) passes; a bot whose /healthz does not
+    answer (nothing listens here on 9464) fails."""
+    prelude = ("import builtins, io\n_open = builtins.open\n"
+               f"builtins.open = lambda p, *a, **k: io.BytesIO({cmdline!r}) if p == '/proc/1/cmdline' "
+               "else _open(p, *a, **k)\n")
+    done = subprocess.run([sys.executable, "-c", prelude + _health_command("gpu")], capture_output=True, timeout=30)
+    assert (done.returncode == 0) == healthy, done.stderr[-500:]
 
 
 def test_dockerfile_extras_exist_and_resolve_in_this_environment() -> None:
-    extras = re.search(r'pip install "\.\[([a-z,]+)\]"', _dockerfile())
-    assert extras, "the Dockerfile installs closeup with extras"
-    names = extras.group(1).split(",")
+    installs = re.findall(r'pip install "\.\[([a-z,]+)\]"', _dockerfile())
+    assert len(installs) == 2, "the bot-only and the full image install closeup with extras"
+    names = max(installs, key=len).split(",")
     known = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
-    assert set(names) <= set(known)
+    assert all(set(group.split(",")) <= set(known) for group in installs)
     # The same install step, resolved by pip against what this venv has (no download, no change).
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-build-isolation",
                              f".[{','.join(names)}]"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -92,7 +158,12 @@ def test_compose_runs_bot_redis_and_a_gpu_worker() -> None:
     assert set(services) == {"bot", "redis", "worker"}
     bot, worker = services["bot"], services["worker"]
     assert bot["command"] == ["bot"] and worker["command"] == ["worker"]
-    assert bot["image"] == worker["image"]
+    # The bot runs the small bot-only image; workers the full one.
+    assert bot["build"]["target"] == "bot" and worker["build"]["target"] == "gpu"
+    assert bot["image"] != worker["image"]
+    # Longer than the worker's 30 s drain, or Docker kills it mid-job.
+    grace = re.fullmatch(r"(\d+)s", worker["stop_grace_period"])
+    assert grace and int(grace.group(1)) > 30
     for service in (bot, worker):
         assert service["environment"]["CLOSEUP_QUEUE__BACKEND"] == "redis"
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
