@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.components import DYNAMIC_ITEMS
@@ -97,6 +98,7 @@ class CloseupBot(commands.Bot):
     # ------------------------------------------------------------------ lifecycle
 
     async def setup_hook(self) -> None:
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
         await self.store.start()
         if self.queue is None:
             self.queue = build_queue(self.config, self._runner)
@@ -138,6 +140,30 @@ class CloseupBot(commands.Bot):
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         self.metrics.observe_interaction(interaction)
+
+    async def on_app_command_error(self, interaction: discord.Interaction[Any],
+                                   error: app_commands.AppCommandError) -> None:
+        """Any slash command that fails (a store or Redis outage in /queue or /settings) ends in an apology
+        instead of "thinking…" forever; the host gets the details, with the interaction's id."""
+        cause = getattr(error, "original", error)
+        name = interaction.command.qualified_name if interaction.command else "?"
+        log.error("/%s failed for interaction %s: %s: %s", name, interaction.id, type(cause).__name__, cause,
+                  exc_info=(type(cause), cause, cause.__traceback__))
+        self.metrics.observe_command_error(name)
+        text = ("Sorry — something went wrong on my side and I couldn't finish that. Please try again in a "
+                "minute; the host has the details.")
+        with contextlib.suppress(discord.HTTPException, discord.InteractionResponded):
+            if interaction.response.is_done():
+                await interaction.edit_original_response(content=text, embed=None, view=None, attachments=[])
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+
+    async def on_command_error(self, context: commands.Context[Any], exception: commands.CommandError) -> None:
+        """closeup has no text commands: a message that mentions the bot is a mention, not a command (the
+        reply-with-a-photo listener handles the ones it cares about), so it is not an error."""
+        if isinstance(exception, commands.CommandNotFound):
+            return
+        log.error("message command failed: %s", exception, exc_info=exception)
 
     async def sync_commands(self) -> None:
         """Register commands only when they changed: Discord allows 200 creations a day per server."""

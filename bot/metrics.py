@@ -90,6 +90,9 @@ class Metrics:
                                            ["status", "code"], registry=r)
         self.commands = Counter("closeup_commands_total", "Slash commands, context menus and button presses.",
                                 ["command"], registry=r)
+        self.command_errors = Counter("closeup_command_errors_total",
+                                      "Slash commands that failed with an error the bot did not expect.",
+                                      ["command"], registry=r)
         self.deliveries = Counter("closeup_deliveries_total",
                                   "Job messages (progress and results) written, by the path that worked.",
                                   ["path"], registry=r)
@@ -167,6 +170,9 @@ class Metrics:
 
     def observe_command(self, name: str) -> None:
         self.commands.labels(command=name).inc()
+
+    def observe_command_error(self, name: str) -> None:
+        self.command_errors.labels(command=name).inc()
 
     def observe_interaction(self, interaction: discord.Interaction[Any]) -> None:
         name = command_label(interaction)

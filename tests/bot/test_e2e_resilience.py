@@ -7,6 +7,7 @@ import dataclasses
 import threading
 from pathlib import Path
 
+import pytest
 from fake_generator import FastGenerator
 from harness import buttons, ephemeral_reply, photo, result_of, run, text_of, world
 
@@ -272,3 +273,40 @@ def test_results_nobody_will_take_are_given_up_not_retried_forever(tmp_path: Pat
             assert all(v.rule in ("token_expired", "missing_permissions") for v in emu.violations)
 
     run(body)
+
+
+def test_a_failing_command_apologises_instead_of_thinking_forever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store goes away under /queue (a real outage of the real SQLite queue, closed under the bot)."""
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator()) as w:
+            await w.bot.queue.close()
+            inter = await w.slash(w.alice, "queue")
+            reply = await inter.wait_message(lambda m: "Sorry" in text_of(m), timeout=10)
+            assert "try again" in text_of(reply)
+            assert "sqlite" not in text_of(reply).lower() and "Traceback" not in text_of(reply)
+            errors = [r for r in caplog.records if r.levelname == "ERROR" and "/queue failed" in r.getMessage()]
+            assert errors and str(inter.id) in errors[0].getMessage()
+            # The bot is still there for everything else.
+            help_inter = await w.slash(w.bob, "help")
+            await ephemeral_reply(help_inter, "Face big")
+
+    with caplog.at_level("ERROR"):
+        run(body)
+
+
+def test_mentioning_the_bot_is_not_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator()) as w:
+            await w.emu.send_message(w.alice, w.channel, "hello there, what can you do?", mention_bot=True)
+            await w.emu.send_message(w.bob, w.channel, "!portrait please", mention_bot=True)
+            await asyncio.sleep(0.5)
+            inter = await w.slash(w.alice, "help")
+            await ephemeral_reply(inter, "Face big")
+
+    with caplog.at_level("DEBUG"):
+        run(body)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records
+                                                                          if r.levelname == "ERROR"]
+    assert not [r for r in caplog.records if "CommandNotFound" in r.getMessage()]
