@@ -86,6 +86,18 @@ async def serve(config: Config) -> int:
     return EXIT_OK
 
 
+def warn_if_generation_cannot_run_here(config: Config) -> None:
+    """With the embedded worker, say at start (not at the first job's timeout) when this machine has no
+    GPU to generate with, or no generation packages at all."""
+    if config.queue.backend != "local":
+        return
+    from generation.doctor import Scope, check_gpu
+
+    row = check_gpu(config.generation, Scope(generates=True, worker=False), config.queue.job_timeout_s)
+    if row.status in ("warn", "fail"):
+        log.warning("generation on this machine: %s. Fix: %s", row.detail, row.fix)
+
+
 def run_bot(config: Config) -> int:
     """Every setup problem is one clear line and exit 2; checks that need no network come first."""
     checks = (lambda: token_problem(config.discord.token), lambda: data_problem(config),
@@ -95,4 +107,5 @@ def run_bot(config: Config) -> int:
         if problem:
             log.error("cannot start the bot: %s", problem)
             return EXIT_SETUP
+    warn_if_generation_cannot_run_here(config)
     return asyncio.run(serve(config))

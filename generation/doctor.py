@@ -294,7 +294,9 @@ def _gpu_ok(torch: Any, setting: str, driver: Driver) -> Check:
     return Check("gpu", "ok", detail)
 
 
-def check_gpu(generation: GenerationConfig, scope: Scope) -> Check:
+def check_gpu(generation: GenerationConfig, scope: Scope, job_timeout_s: float = 900.0) -> Check:
+    """A machine that generates with no GPU fails: one SDXL image takes tens of minutes on a CPU, past
+    the job timeout, so every /portrait would time out (on a Redis bot host it only warns)."""
     setting = generation.device
     if not _module_present("torch"):
         status: Status = "fail" if setting in ("cuda", "mps") else "warn"
@@ -313,16 +315,21 @@ def check_gpu(generation: GenerationConfig, scope: Scope) -> Check:
     has_mps = mps is not None and mps.is_available()
     if setting in ("auto", "mps") and has_mps:
         return Check("gpu", "ok", f"Apple GPU (mps); torch {torch.__version__}")
+    cpu_only = (f"an SDXL image takes tens of minutes on a CPU, past the job timeout (queue.job_timeout_s = "
+                f"{job_timeout_s:g} s): every /portrait would time out")
+    move_it = ("run the bot on a machine with an NVIDIA GPU, or set queue.backend = 'redis' here and run "
+               "`closeup worker` on a GPU machine")
     if setting == "cpu":
-        return Check("gpu", "warn", "generation.device = 'cpu': minutes per image",
-                     "use a machine with an NVIDIA GPU and generation.device = 'auto'")
+        return Check("gpu", scope.need("fail"), f"generation.device = 'cpu': {cpu_only}{scope.where()}",
+                     move_it + ", with generation.device = 'auto'")
     if setting == "mps":
         return Check("gpu", scope.need("fail"), "generation.device = 'mps' but torch sees no Apple GPU" + scope.where(),
                      "set generation.device = 'auto'")
     reason, fix = _no_cuda_reason(torch.__version__, torch.version.cuda, driver)
     if setting == "cuda":
         return Check("gpu", scope.need("fail"), f"generation.device = 'cuda' but no CUDA: {reason}{scope.where()}", fix)
-    return Check("gpu", "warn", f"no CUDA, generation would run on the CPU (very slow): {reason}{scope.where()}", fix)
+    return Check("gpu", scope.need("fail"), f"no GPU, generation would run on the CPU: {cpu_only} ({reason})"
+                 f"{scope.where()}", f"{fix}; or {move_it}")
 
 
 # --------------------------------------------------------------------------- models
@@ -747,7 +754,7 @@ def run_doctor(config: Config, *, online: bool, worker: bool = False,
     probes: list[tuple[str, Callable[[], Check | list[Check]]]] = [
         ("python", check_python),
         ("package", lambda: check_packages(config, scope)),
-        ("gpu", lambda: check_gpu(config.generation, scope)),
+        ("gpu", lambda: check_gpu(config.generation, scope, config.queue.job_timeout_s)),
         ("model", lambda: check_models(config, scope, online=online, endpoint=endpoints.huggingface)),
         ("insightface", lambda: check_packs(config, scope)),
         ("redis", lambda: check_redis(config.queue)),

@@ -252,3 +252,30 @@ def test_no_network_to_discord_is_one_line_and_exit_2(
         assert asyncio.run(serve(config)) == EXIT_SETUP
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "cannot reach Discord" in record.getMessage() and record.exc_info is None
+
+
+def test_the_bot_warns_at_start_when_the_embedded_worker_has_no_gpu(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    import bot.run as run
+    from generation.config import DiscordConfig
+
+    async def no_discord(config: Config) -> int:
+        return 0
+
+    monkeypatch.setattr(run, "serve", no_discord)
+    config = Config(discord=DiscordConfig(token=FAKE_TOKEN), store=StoreConfig(data_dir=str(tmp_path / "d")),
+                    queue=QueueConfig(path=str(tmp_path / "q.db")))
+    with caplog.at_level("WARNING", logger="closeup.bot"):
+        assert run.run_bot(config) == 0
+    [warning] = [r.getMessage() for r in caplog.records if "generation on this machine" in r.getMessage()]
+    assert "job timeout" in warning and "closeup worker" in warning
+    caplog.clear()
+    redis = Config(discord=DiscordConfig(token=FAKE_TOKEN), store=StoreConfig(data_dir=str(tmp_path / "d")),
+                   queue=QueueConfig(path=str(tmp_path / "q.db"), backend="redis"))  # the machine's Redis
+    with caplog.at_level("WARNING", logger="closeup.bot"):
+        assert run.run_bot(redis) == 0
+    assert not [r for r in caplog.records if "generation on this machine" in r.getMessage()]

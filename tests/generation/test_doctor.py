@@ -285,8 +285,22 @@ def test_cuda_required_but_missing(tmp_path: Path) -> None:
         pytest.skip("this machine has CUDA")
     generation = GenerationConfig(cache_dir=str(tmp_path / "hf"), device="cuda")
     assert row(run_doctor(make_config(tmp_path, generation=generation), online=False), "gpu").status == "fail"
-    auto = row(run_doctor(make_config(tmp_path), online=False), "gpu")
-    assert auto.status == "warn" and "slow" in auto.detail and auto.fix
+
+def test_a_cpu_only_machine_that_would_generate_is_not_ready(tmp_path: Path) -> None:
+    """The embedded worker on a CPU: every job would run past the timeout, so the doctor says FAIL, with
+    the two ways out; on a Redis bot host (workers elsewhere) the same machine is fine, with a warning."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for device in ("auto", "cpu"):
+        generation = GenerationConfig(cache_dir=str(tmp_path / "hf"), device=device)
+        embedded = row(run_doctor(make_config(tmp_path, generation=generation), online=False), "gpu")
+        assert embedded.status == "fail", embedded
+        assert "job timeout" in embedded.detail and "900 s" in embedded.detail
+        assert "closeup worker" in embedded.fix and "queue.backend = 'redis'" in embedded.fix
+    redis_host = make_config(tmp_path, queue=QueueConfig(backend="redis"))
+    assert row(run_doctor(redis_host, online=False), "gpu").status == "warn"
+    assert row(run_doctor(make_config(tmp_path), online=False, worker=True), "gpu").status == "fail"
 
 
 # --------------------------------------------------------------------------- the command
