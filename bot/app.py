@@ -28,7 +28,7 @@ from bot.delivery import Delivery
 from bot.downloads import fetch_attachment
 from bot.flows import Flows
 from bot.imaging import PhotoCheck, check_photo, job_reference
-from bot.limits import CommandRate, EditBudget
+from bot.limits import CommandRate, EditBudget, cdn_throttle
 from bot.metrics import Metrics
 from bot.store import Store
 from bot.web import StatusServer, serve_status
@@ -84,6 +84,7 @@ class CloseupBot(commands.Bot):
         self.queue: Any = queue
         self.store = Store(config.store.data_dir)
         self.rate = CommandRate(config.bot.command_rate, config.bot.command_period_s)
+        self.cdn = cdn_throttle()
         self.edits = EditBudget(config.bot.edits_per_s)
         self.flows = Flows(self)
         self.delivery = Delivery(self)
@@ -201,8 +202,9 @@ class CloseupBot(commands.Bot):
     async def download(self, attachment: discord.Attachment) -> bytes:
         """An attachment from Discord's CDN, size-capped before and during the download."""
         assert self.web is not None
-        return await fetch_attachment(self.web, attachment.url, declared_size=attachment.size,
-                                      max_bytes=self.config.images.max_bytes)
+        async with self.cdn:
+            return await fetch_attachment(self.web, attachment.url, declared_size=attachment.size,
+                                          max_bytes=self.config.images.max_bytes)
 
     async def check(self, data: bytes) -> PhotoCheck:
         return await self.in_thread(check_photo, data, self._analyzer, self.config.images)

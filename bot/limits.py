@@ -11,46 +11,41 @@ import time
 from collections import OrderedDict
 
 from asyncio_throttle import Throttler
+from discord import app_commands
+
+# Photo downloads from Discord's CDN, across the whole bot, per second: a burst of /portrait waits its
+# turn (downloads are worth waiting for) instead of hammering the CDN.
+CDN_FETCHES_PER_S = 10
 
 
-class _Throttle(Throttler):
-    """asyncio-throttle's sliding window, asked without waiting: commands are refused, not queued."""
-
-    def try_acquire(self) -> bool:
-        self.flush()
-        if len(self._task_logs) >= self.rate_limit:
-            return False
-        self._task_logs.append(time.monotonic())
-        return True
-
-    def retry_after(self) -> float:
-        self.flush()
-        if len(self._task_logs) < self.rate_limit:
-            return 0.0
-        return max(0.0, self._task_logs[0] + self.period - time.monotonic())
+def cdn_throttle() -> Throttler:
+    """asyncio-throttle's sliding window, used as published: ``async with throttle:`` waits for a slot."""
+    return Throttler(rate_limit=CDN_FETCHES_PER_S, period=1.0)
 
 
 class CommandRate:
-    """At most ``rate`` commands per person per ``period_s``; remembers the most recent people only."""
+    """At most ``rate`` commands per person per ``period_s``; remembers the most recent people only.
+
+    Refused, not queued: discord.py's app-command cooldown bucket, asked through its public API.
+    """
 
     def __init__(self, rate: int, period_s: float, max_people: int = 50_000) -> None:
         self.rate = rate
         self.period_s = period_s
         self.max_people = max_people
-        self._people: OrderedDict[str, _Throttle] = OrderedDict()
+        self._people: OrderedDict[str, app_commands.Cooldown] = OrderedDict()
 
     def allow(self, user_id: str) -> float:
-        """0 when the command may run, else the seconds until it may."""
-        throttle = self._people.get(user_id)
-        if throttle is None:
-            throttle = self._people[user_id] = _Throttle(self.rate, self.period_s)
+        """0 when the command may run, else the seconds until it may (refusals do not count)."""
+        bucket = self._people.get(user_id)
+        if bucket is None:
+            bucket = self._people[user_id] = app_commands.Cooldown(self.rate, self.period_s)
             while len(self._people) > self.max_people:
                 self._people.popitem(last=False)
         else:
             self._people.move_to_end(user_id)
-        if throttle.try_acquire():
-            return 0.0
-        return max(throttle.retry_after(), 0.1)
+        retry_after = bucket.update_rate_limit()
+        return 0.0 if retry_after is None else max(retry_after, 0.1)
 
 
 class EditBudget:

@@ -95,3 +95,38 @@ def test_edit_budget_refills_over_time_but_not_beyond_capacity() -> None:
     assert budget.take() is True
     assert budget.take() is False
     assert budget.skipped == 2
+
+
+def test_cdn_downloads_wait_for_a_slot_rather_than_fail() -> None:
+    """asyncio-throttle through its public API: the 11th download in a second waits, none is refused."""
+    import asyncio
+
+    from bot.limits import CDN_FETCHES_PER_S, cdn_throttle
+
+    async def burst() -> list[float]:
+        throttle = cdn_throttle()
+        started = time.monotonic()
+        times: list[float] = []
+
+        async def fetch() -> None:
+            async with throttle:
+                times.append(time.monotonic() - started)
+
+        await asyncio.gather(*(fetch() for _ in range(CDN_FETCHES_PER_S + 3)))
+        return sorted(times)
+
+    times = asyncio.run(burst())
+    assert len(times) == CDN_FETCHES_PER_S + 3
+    assert times[CDN_FETCHES_PER_S - 1] < 0.5  # the first ten at once
+    assert times[CDN_FETCHES_PER_S] >= 0.95  # the rest after the window moved on
+
+
+def test_no_private_attributes_of_dependencies_are_used() -> None:
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "bot" / "limits.py").read_text(encoding="utf-8")
+    private = [node.attr for node in ast.walk(ast.parse(source))
+               if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+               and not (isinstance(node.value, ast.Name) and node.value.id == "self")]
+    assert private == []
