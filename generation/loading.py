@@ -16,10 +16,15 @@ def conditioning_analyzer(config: Config):
 
 def load_backend(config: Config):
     """The configured diffusion backend, loaded once."""
+    from generation.logging_setup import adopt_library_loggers
+
     if config.generation.backend == "faceid":
         from generation.pipelines.faceid import FaceIDBackend
 
-        return FaceIDBackend.load(config.generation, config.models)
-    from generation.pipelines.instantid import InstantIDBackend
+        backend_class = FaceIDBackend
+    else:
+        from generation.pipelines.instantid import InstantIDBackend
 
-    return InstantIDBackend.load(config.generation, config.models)
+        backend_class = InstantIDBackend
+    adopt_library_loggers()  # diffusers and transformers attached their own handlers on import
+    return backend_class.load(config.generation, config.models)

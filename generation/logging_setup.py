@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import re
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# The job a line is about: set while a worker runs one, read by every handler's filter below.
+current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeup_job_id", default=None)
+# Libraries that install their own stderr handler (so their lines skipped our format, JSON included).
+LIBRARY_LOGGERS = ("transformers", "diffusers", "huggingface_hub", "accelerate", "peft", "torch", "onnxruntime")
 
 # Discord bot tokens: three base64url parts separated by dots; also "Bot <token>" headers.
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
@@ -27,9 +38,22 @@ def scrub(text: str) -> str:
     return _AUTH_PATTERN.sub(r"\1[redacted]", text)
 
 
+class _JobFilter(logging.Filter):
+    """Stamps each record with the job it was logged for (None outside a job)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job_id = current_job.get()
+        return True
+
+
 class _ScrubbingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return scrub(super().format(record))
+        text = super().format(record)
+        job = getattr(record, "job_id", None)
+        if job:
+            head, sep, tail = text.partition(": ")
+            text = f"{head}: [job {job}] {tail}" if sep else f"[job {job}] {text}"
+        return scrub(text)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -40,6 +64,8 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": scrub(record.getMessage()),
         }
+        if getattr(record, "job_id", None):
+            entry["job_id"] = record.job_id
         if record.exc_info:
             entry["exception"] = scrub(self.formatException(record.exc_info))
         # Scrub the text before encoding: after json.dumps, quotes are escaped (\"Bot ...\"), which
@@ -47,15 +73,47 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def adopt_library_loggers() -> None:
+    """Send the libraries' own log lines through our handler (format, JSON, scrubbing): they attach a
+    stderr handler of their own when imported and stop propagation. Called at set-up and again after
+    the generation libraries are imported."""
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for handler in list(library.handlers):
+            library.removeHandler(handler)
+        library.propagate = True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Configure the root logger once: stderr, chosen format, token scrubbing."""
+    """Configure the root logger once: stderr, chosen format, token scrubbing; Python warnings and the
+    libraries' loggers come through it too, so a JSON log is JSON on every line."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(_ScrubbingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(_JobFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)
+    adopt_library_loggers()
+
+
+@contextlib.contextmanager
+def job_logging(job_id: str) -> Iterator[None]:
+    """Lines logged inside (this task, and threads started with :func:`in_job_context`) carry ``job_id``."""
+    token = current_job.set(job_id)
+    try:
+        yield
+    finally:
+        current_job.reset(token)
+
+
+def in_job_context(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """``fn(*args)`` bound to the current context (the job id included) for an executor thread, which
+    does not inherit it on its own."""
+    context = contextvars.copy_context()
+    return lambda: context.run(fn, *args)

@@ -33,6 +33,7 @@ from generation.jobs import (
     results_to_json,
     without_images,
 )
+from generation.logging_setup import in_job_context, job_logging
 from generation.queue.base import (
     JobCancelled,
     JobFailed,
@@ -474,7 +475,9 @@ class LocalQueue:
                                                            attempt=attempts))
 
         run_spec = spec if not smaller else _one_image(spec)
-        future = loop.run_in_executor(self._work_thread, self.runner.run, run_spec, progress, cancelled)
+        with job_logging(spec.job_id):
+            future = loop.run_in_executor(self._work_thread,
+                                          in_job_context(self.runner.run, run_spec, progress, cancelled))
         timeout = spec.timeout_s or self.timeout_s
         try:
             results = await asyncio.wait_for(asyncio.shield(future), timeout)

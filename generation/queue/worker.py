@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from redis.exceptions import ResponseError
 
 from generation.jobs import EventKind, JobEvent, JobFormatError, JobSpec, JobState, ResultImage
+from generation.logging_setup import in_job_context, job_logging
 from generation.queue.base import (
     JobCancelled,
     JobFailed,
@@ -257,7 +258,8 @@ class Worker:
 
         run_spec = dataclasses.replace(spec, count=1) if claim.smaller else spec
         assert self._pool is not None
-        future = loop.run_in_executor(self._pool, self.runner.run, run_spec, progress, cancelled)
+        with job_logging(job_id):
+            future = loop.run_in_executor(self._pool, in_job_context(self.runner.run, run_spec, progress, cancelled))
         future.add_done_callback(lambda _: inbox.put_nowait(None))
         timeout = spec.timeout_s or self.timeout_s
         why = await self._watch(claim, inbox, cancelled, loop.time() + timeout)

@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import string
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +192,70 @@ def test_secret_fields_in_logged_payloads_are_masked() -> None:
     cleaned = scrub(payload)
     assert "aW50ZXJhY3Rpb246c2VjcmV0" not in cleaned and "pw-value" not in cleaned
     assert "'id': '123'" in cleaned and "'type': 2" in cleaned
+
+
+def test_every_line_is_json_warnings_and_library_loggers_included() -> None:
+    """A worker start prints Python warnings and transformers/diffusers lines; in JSON mode each must be
+    one JSON object (the libraries attach their own stderr handler on import: adopted again after it, as
+    generation.loading does after importing them)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, warnings\n"
+        "from generation.logging_setup import adopt_library_loggers, setup_logging\n"
+        "setup_logging('INFO', 'json')\n"
+        "from transformers.utils import logging as tlog\n"
+        "from diffusers.utils import logging as dlog\n"
+        "tlog.get_logger('transformers.modeling_utils')\n"
+        "dlog.get_logger('diffusers.models')\n"
+        "adopt_library_loggers()\n"
+        "warnings.warn('a deprecation from some library', DeprecationWarning, stacklevel=1)\n"
+        "warnings.warn('a user warning', UserWarning, stacklevel=1)\n"
+        "tlog.get_logger('transformers.modeling_utils').warning('Some weights were not used')\n"
+        "dlog.get_logger('diffusers.models').warning('kept in float32')\n"
+        "logging.getLogger('huggingface_hub.file_download').warning('download resumed')\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "always", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) >= 5, lines
+    entries = [json.loads(line) for line in lines]  # every line parses
+    loggers = {entry["logger"] for entry in entries}
+    assert {"py.warnings", "transformers.modeling_utils", "diffusers.models"} <= loggers
+
+
+def test_lines_logged_while_a_job_runs_carry_its_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The embedded queue runs the job on its own thread: the id still reaches every line logged there."""
+    import asyncio
+    import sys
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).parent / "queue"))
+    from fake_runner import FakeRunner
+
+    from generation.jobs import EventKind, JobSpec
+    from generation.queue.local import LocalQueue
+
+    class LoggingRunner(FakeRunner):
+        def run(self, spec, progress, cancelled: threading.Event):  # type: ignore[no-untyped-def]
+            logging.getLogger("closeup.engine").info("denoising")
+            return super().run(spec, progress, cancelled)
+
+    setup_logging("INFO", "json")
+    job = JobSpec(user_id="u1", guild_id="g1")
+
+    async def main() -> None:
+        async with LocalQueue(tmp_path / "q.db", LoggingRunner(steps=1)) as queue:
+            events = queue.subscribe()
+            await queue.submit(job)
+            while (await asyncio.wait_for(events.get(), 10)).kind != EventKind.DONE:
+                pass
+        logging.getLogger("closeup").info("after the job")
+
+    asyncio.run(main())
+    entries = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    [inside] = [e for e in entries if e["message"] == "denoising"]
+    assert inside["job_id"] == job.job_id
+    [outside] = [e for e in entries if e["message"] == "after the job"]
+    assert "job_id" not in outside
