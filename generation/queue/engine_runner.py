@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import threading
 
 from generation.config import Config
@@ -21,6 +22,8 @@ from generation.pipelines.types import Backend, GenerationError
 from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
 from generation.queue.base import JobFailed, Progress
 from generation.safety import SafetyChecker
+
+log = logging.getLogger("closeup.worker")
 
 
 class EngineRunner:
@@ -96,6 +99,11 @@ class EngineRunner:
         ]
 
 
+# What a person is told when the host's set-up is incomplete: the details (paths, settings, commands) are
+# the host's business and go to the log and `closeup doctor`, not into a Discord channel.
+NOT_READY = "The bot isn't ready to make portraits yet; its host has been told. Please try again later."
+
+
 class LazyEngineRunner:
     """The in-process worker of `closeup bot`: loads the models on the first job, in the worker thread.
 
@@ -114,15 +122,17 @@ class LazyEngineRunner:
                 try:
                     self._runner = EngineRunner.from_config(self.config)
                 except ImportError as exc:
-                    raise JobFailed("This bot's host has not installed the generation engine (closeup[gpu]); "
-                                    "please tell them. (Or they can run `closeup worker` on a GPU machine with "
-                                    "queue.backend = \"redis\".)") from exc
+                    log.error("cannot generate: the generation engine is not installed (%s). Install closeup[gpu] "
+                              "on this machine, or set queue.backend = \"redis\" and run `closeup worker` on a "
+                              "GPU machine; `closeup doctor` shows what is missing.", exc)
+                    raise JobFailed(NOT_READY) from exc
                 except Exception as exc:
                     from generation.faces import FaceModelMissingError
                     from generation.models import ModelMissingError
 
                     if isinstance(exc, ModelMissingError | FaceModelMissingError):
-                        raise JobFailed(f"The bot's models are not ready: {exc}") from exc
+                        log.error("cannot generate: the models are not ready: %s (`closeup doctor` lists them)", exc)
+                        raise JobFailed(NOT_READY) from exc
                     raise
             return self._runner
 

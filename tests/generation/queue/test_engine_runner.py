@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "faces"))
@@ -99,10 +100,13 @@ def test_safety_checker_withholds_flagged_images(tmp_path: Path, tiny_configs, i
     assert passed.kind == EventKind.DONE and len(results) == 2
 
 
-def test_a_broken_lora_fails_each_job_clearly_and_the_worker_goes_on(tmp_path: Path, tiny_configs) -> None:
-    """The in-process worker loads on the first job; a preset LoRA that is not a LoRA is named in every
-    job's failure (with the setting to fix), and the queue keeps taking jobs."""
-    from generation.queue.engine_runner import LazyEngineRunner
+def test_a_broken_lora_fails_each_job_clearly_and_the_worker_goes_on(
+    tmp_path: Path, tiny_configs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The in-process worker loads on the first job; a preset LoRA that is not a LoRA fails every job with
+    a plain "not ready" for the person, the host's log names the file and the setting to fix, and the
+    queue keeps taking jobs."""
+    from generation.queue.engine_runner import NOT_READY, LazyEngineRunner
 
     generation, models = tiny_configs
     tiny_onnx.make_pack(tmp_path / "insightface" / "models" / "antelopev2", pack="antelopev2")
@@ -127,6 +131,9 @@ def test_a_broken_lora_fails_each_job_clearly_and_the_worker_goes_on(tmp_path: P
             for job in jobs:
                 reason = finals[job.job_id].reason
                 assert finals[job.job_id].kind == EventKind.FAILED
-                assert "SDXL-Lightning LoRA" in reason and "models.lightning" in reason
+                assert reason == NOT_READY  # no paths, settings or commands in a Discord channel
 
-    asyncio.run(main())
+    with caplog.at_level("ERROR", logger="closeup.worker"):
+        asyncio.run(main())
+    host = [r.getMessage() for r in caplog.records if r.name == "closeup.worker"]
+    assert host and all("SDXL-Lightning LoRA" in line and "models.lightning" in line for line in host)
