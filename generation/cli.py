@@ -231,6 +231,45 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     return 1 if failed(checks) else 0
 
 
+def cmd_models(args: argparse.Namespace, config: Config) -> int:
+    """`closeup models list` / `closeup models pull`: what generation needs, and fetching it ahead of time."""
+    from generation.faces import FaceModelMissingError
+    from generation.model_pull import format_states, needed_refs, pull, pull_packs, state_of
+    from generation.models import ModelMissingError
+
+    try:
+        refs = needed_refs(config, backend=args.backend, preset=args.preset)
+    except ImportError as exc:
+        print(f"error: the generation packages are not installed ({exc}): pip install 'closeup[gpu]'",
+              file=sys.stderr)
+        return 1
+    if args.action == "list":
+        states = [state_of(ref, config.generation) for ref in refs]
+        print(format_states(states))
+        return 0 if all(state.ready for state in states) else 1
+    if args.quiet:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    states, failures = [], []
+    for ref in refs:
+        print(f"{ref.role}: {ref.local_path or f'{ref.repo_id}@{ref.revision}'}", file=sys.stderr, flush=True)
+        try:
+            states.append(pull(ref, config.generation))
+        except ModelMissingError as exc:
+            failures.append(str(exc))
+            states.append(state_of(ref, config.generation))
+    for pack, outcome in pull_packs(config, backend=args.backend):
+        if isinstance(outcome, FaceModelMissingError):
+            failures.append(str(outcome))
+        else:
+            print(f"insightface {pack}: {outcome}", file=sys.stderr)
+    print(format_states(states))
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def installed_version() -> str:
     """The installed package's version (pyproject.toml's), or "unknown" when run from a bare checkout."""
     from importlib.metadata import PackageNotFoundError, version
@@ -292,6 +331,17 @@ def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.
     worker.add_argument("--redis-url", help="override queue.redis_url")
     worker.add_argument("--name", help="worker name (default: host name and process id)")
     worker.set_defaults(func=cmd_worker)
+
+    models = sub.add_parser("models", help="list the models generation needs, or download them ahead of time",
+                            description="list: what the configured backend and preset load, whether each is in the "
+                            "cache, its size and licence. pull: download them now (progress bars, resumes a cut "
+                            "download) so the first /portrait does not wait for ~10 GB. Exit code: 0 all ready / "
+                            "all downloaded, 1 something missing or a download failed, 64 bad command line.")
+    models.add_argument("action", choices=["list", "pull"])
+    models.add_argument("--backend", choices=["instantid", "faceid"], help="override generation.backend")
+    models.add_argument("--preset", choices=["quality", "lightning", "lcm"], help="override generation.preset")
+    models.add_argument("--quiet", action="store_true", help="no progress bars")
+    models.set_defaults(func=cmd_models)
 
     doctor = sub.add_parser("doctor", help="check what is ready before starting: packages, GPU, models, Redis, "
                             "folders, disk, token", description="Runs offline in a few seconds and never shows "

@@ -154,6 +154,9 @@ class ModelsConfig:
     base: str = _setting("stabilityai/stable-diffusion-xl-base-1.0")
     base_revision: str = _setting("main")
     base_path: str = _setting("")
+    # Weight files of this precision variant (diffusion_pytorch_model.fp16.safetensors): half the download of
+    # the full-precision files, and what a GPU runs anyway. Empty: the full-precision files.
+    base_variant: str = _setting("fp16", _one_of("", "fp16", "bf16"))
     instantid: str = _setting("InstantX/InstantID")
     instantid_revision: str = _setting("main")
     instantid_path: str = _setting("")

@@ -30,7 +30,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from generation.config import Config, FacesConfig, GenerationConfig, ModelsConfig, QueueConfig
-from generation.models import ModelRef, model_ref
+from generation.models import (
+    MODEL_FILES,
+    ModelFiles,
+    ModelRef,
+    cached_snapshot,
+    hf_cache_dir,
+    model_files,
+    model_ref,
+)
 
 Status = Literal["ok", "warn", "fail", "skip"]
 STATUSES: tuple[Status, ...] = ("ok", "warn", "fail", "skip")
@@ -335,51 +343,6 @@ def check_gpu(generation: GenerationConfig, scope: Scope, job_timeout_s: float =
 # --------------------------------------------------------------------------- models
 
 
-def _lightning_file() -> str:
-    from generation.pipelines.diffusers_common import LIGHTNING_FILE  # numpy only, no torch
-
-    return LIGHTNING_FILE
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """What closeup's loaders read from a model: ``markers`` must exist; ``fetch`` globs are what they download."""
-
-    markers: tuple[str, ...]
-    fetch: tuple[str, ...]
-    licence: str  # for the default repository only
-
-
-# File names as generation/pipelines/*.py load them (tests/generation/test_doctor.py checks they agree);
-# repeated here because importing those modules imports torch and diffusers.
-MODEL_FILES = {
-    "base": ModelFiles(
-        ("model_index.json", "unet/config.json"),
-        ("model_index.json", "scheduler/*", "tokenizer*/*", "*/config.json", "text_encoder*/model.safetensors",
-         "*/diffusion_pytorch_model.safetensors"),
-        "CreativeML Open RAIL++-M"),
-    "instantid": ModelFiles(("ControlNetModel/config.json", "ip-adapter.bin"), ("ControlNetModel/*", "ip-adapter.bin"),
-                            "non-commercial / research use only (built on insightface's antelopev2)"),
-    "faceid": ModelFiles(("ip-adapter-faceid-plusv2_sdxl.bin",), ("ip-adapter-faceid-plusv2_sdxl.bin",),
-                         "non-commercial / research use only (built on insightface face embeddings)"),
-    "image_encoder": ModelFiles(("config.json",), ("config.json", "model.safetensors"), "MIT"),
-    "lightning": ModelFiles((), (), "CreativeML Open RAIL++-M"),  # the file name comes from diffusers_common
-    "lcm": ModelFiles(("pytorch_lora_weights.safetensors",), ("pytorch_lora_weights.safetensors",),
-                      "CreativeML Open RAIL++-M"),
-    "safety_checker": ModelFiles(("config.json", "preprocessor_config.json"),
-                                 ("config.json", "preprocessor_config.json", "*.safetensors"),
-                                 "CreativeML OpenRAIL-M (CompVis)"),
-}
-
-
-def model_files(key: str) -> ModelFiles:
-    files = MODEL_FILES[key]
-    if key == "lightning":
-        name = _lightning_file()
-        return replace(files, markers=(name,), fetch=(name,))
-    return files
-
-
 def needed_models(generation: GenerationConfig) -> list[str]:
     """The models the configured backend and preset load, in loading order."""
     keys = ["base", *(["instantid"] if generation.backend == "instantid" else ["faceid", "image_encoder"])]
@@ -393,17 +356,7 @@ def licence_note(ref: ModelRef) -> str:
     return f"see https://huggingface.co/{ref.repo_id}"
 
 
-def hf_cache_dir(generation: GenerationConfig) -> Path:
-    if generation.cache_dir:
-        return Path(generation.cache_dir).expanduser()
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return Path("~/.cache/huggingface/hub").expanduser()
-    return Path(constants.HF_HUB_CACHE)
-
-
-def _size_of(folder: Path) -> int:
+def size_on_disk(folder: Path) -> int:
     """Bytes under ``folder``, following the cache's symlinks to their blobs."""
     total = 0
     for path in folder.rglob("*"):
@@ -413,22 +366,8 @@ def _size_of(folder: Path) -> int:
     return total
 
 
-def _gb(size: int) -> str:
+def gigabytes(size: int) -> str:
     return f"{size / GB:.1f} GB"
-
-
-def _cached_snapshot(ref: ModelRef, markers: Sequence[str], cache: Path) -> tuple[Path | None, list[str]]:
-    """The cached snapshot folder for the pinned revision (None if absent), and the markers it lacks."""
-    from huggingface_hub import try_to_load_from_cache
-
-    snapshot, lacking = None, []
-    for marker in markers:
-        hit = try_to_load_from_cache(ref.repo_id, marker, cache_dir=cache, revision=ref.revision)
-        if isinstance(hit, str):
-            snapshot = snapshot or Path(hit).parents[len(Path(marker).parts) - 1]
-        else:
-            lacking.append(marker)
-    return snapshot, lacking
 
 
 def download_size(ref: ModelRef, fetch: Sequence[str], endpoint: str | None) -> str:
@@ -440,7 +379,7 @@ def download_size(ref: ModelRef, fetch: Sequence[str], endpoint: str | None) -> 
         info = HfApi(endpoint=endpoint).model_info(ref.repo_id, revision=ref.revision, files_metadata=True,
                                                    timeout=HUB_TIMEOUT_S)
         files = filter_repo_objects(info.siblings or [], allow_patterns=list(fetch) or None, key=lambda s: s.rfilename)
-        return f"download about {_gb(sum(item.size or 0 for item in files))}"
+        return f"download about {gigabytes(sum(item.size or 0 for item in files))}"
     except Exception as exc:  # any hub or network error only costs the size estimate
         return f"size unknown ({type(exc).__name__}: {_first_line(str(exc))})"
 
@@ -468,12 +407,12 @@ def _local_model(ref: ModelRef, files: ModelFiles, scope: Scope) -> Check:
     if lacking:
         return Check(name, "warn", f"{ref.role}: {folder} lacks {', '.join(lacking)}; {licence}",
                      f"check that the folder holds a download of {ref.repo_id}")
-    return Check(name, "ok", f"{ref.role}: {folder} ({_gb(_size_of(folder))}); {licence}")
+    return Check(name, "ok", f"{ref.role}: {folder} ({gigabytes(size_on_disk(folder))}); {licence}")
 
 
 def check_model(ref: ModelRef, generation: GenerationConfig, scope: Scope, *, online: bool,
                 endpoint: str | None = None) -> Check:
-    files = model_files(ref.key)
+    files = model_files(ref.key, ref.variant)
     if ref.local_path:
         return _local_model(ref, files, scope)
     name, licence = f"model {ref.key}", f"licence: {licence_note(ref)}"
@@ -482,9 +421,9 @@ def check_model(ref: ModelRef, generation: GenerationConfig, scope: Scope, *, on
         return Check(name, scope.need("warn"), f"{ref.role} {where}: cannot look in the Hugging Face cache "
                      f"(huggingface_hub not installed); {licence}", "pip install 'closeup[gpu]'")
     cache = hf_cache_dir(generation)
-    snapshot, lacking = _cached_snapshot(ref, files.markers, cache)
+    snapshot, lacking = cached_snapshot(ref, files.markers, cache)
     if snapshot is not None and not lacking:
-        return Check(name, "ok", f"{ref.role} {where} in the cache ({_gb(_size_of(snapshot))}); {licence}")
+        return Check(name, "ok", f"{ref.role} {where} in the cache ({gigabytes(size_on_disk(snapshot))}); {licence}")
     size = download_size(ref, files.fetch, endpoint) if online else "size unknown offline"
     state = f"partly in the cache (lacks {', '.join(lacking)})" if snapshot else f"not in the cache at {cache}"
     status: Status = scope.need("fail") if generation.offline else "warn"
@@ -508,7 +447,7 @@ INSIGHTFACE_LICENCE = "insightface packs: non-commercial research use only"
 SELFIE_CHECKS = "selfie checks"
 
 
-def _pack_uses(faces: FacesConfig, generation: GenerationConfig) -> dict[str, list[str]]:
+def pack_uses(faces: FacesConfig, generation: GenerationConfig) -> dict[str, list[str]]:
     """Pack name → what uses it: selfie checks (faces.insightface_pack) and generation's face embedding."""
     uses: dict[str, list[str]] = {faces.insightface_pack: [SELFIE_CHECKS]}
     conditioning = "antelopev2" if generation.backend == "instantid" else "buffalo_l"  # as generation/loading.py
@@ -544,7 +483,7 @@ def check_pack(pack: str, uses: list[str], config: Config, scope: Scope) -> Chec
 
 
 def check_packs(config: Config, scope: Scope) -> list[Check]:
-    return [check_pack(pack, uses, config, scope) for pack, uses in _pack_uses(config.faces, config.generation).items()]
+    return [check_pack(pack, uses, config, scope) for pack, uses in pack_uses(config.faces, config.generation).items()]
 
 
 # --------------------------------------------------------------------------- Redis
@@ -620,11 +559,11 @@ def _existing_ancestor(path: Path) -> Path:
 def check_disk(name: str, path: Path, fail_below: int = DISK_FAIL_BYTES, warn_below: int = DISK_WARN_BYTES) -> Check:
     where = _existing_ancestor(path)
     free = shutil.disk_usage(where).free
-    detail = f"{_gb(free)} free at {where}"
+    detail = f"{gigabytes(free)} free at {where}"
     if free < fail_below:
-        return Check(name, "fail", detail + f" (under {_gb(fail_below)})", "free some space or move the folder")
+        return Check(name, "fail", detail + f" (under {gigabytes(fail_below)})", "free some space or move the folder")
     if free < warn_below:
-        return Check(name, "warn", detail + f" (SDXL and its adapters take about 15 GB; under {_gb(warn_below)})",
+        return Check(name, "warn", detail + f" (SDXL and its adapters take about 15 GB; under {gigabytes(warn_below)})",
                      "free some space or move the folder to a larger disk")
     return Check(name, "ok", detail)
 

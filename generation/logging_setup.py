@@ -17,6 +17,8 @@ T = TypeVar("T")
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeup_job_id", default=None)
 # Libraries that install their own stderr handler (so their lines skipped our format, JSON included).
 LIBRARY_LOGGERS = ("transformers", "diffusers", "huggingface_hub", "accelerate", "peft", "torch", "onnxruntime")
+# HTTP clients that log every request at INFO (the hub client makes dozens per download): warnings only.
+CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore")
 
 # Discord bot tokens: three base64url parts separated by dots; also "Bot <token>" headers.
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
@@ -100,6 +102,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     logging.captureWarnings(True)
     adopt_library_loggers()
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 @contextlib.contextmanager

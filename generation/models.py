@@ -8,9 +8,13 @@ to change and the command that fetches it, instead of a stack of hub internals.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ class ModelRef:
     repo_id: str
     revision: str
     local_path: str
+    variant: str = ""  # weight-file variant to load ("fp16"), the base model only
 
     @property
     def role(self) -> str:
@@ -67,12 +72,79 @@ def model_ref(models: ModelsConfig, key: str) -> ModelRef:
         repo_id=getattr(models, key),
         revision=getattr(models, f"{key}_revision"),
         local_path=str(Path(getattr(models, f"{key}_path")).expanduser()) if getattr(models, f"{key}_path") else "",
+        variant=getattr(models, f"{key}_variant", ""),
     )
 
 
+def variant_kwargs(ref: ModelRef) -> dict[str, Any]:
+    """``variant=`` for from_pretrained: always for the hub (`closeup models pull` fetches those files); for a
+    local folder only when it holds files of that variant (a full-precision download loads as it is)."""
+    if not ref.variant:
+        return {}
+    if ref.local_path and not any(Path(ref.local_path).glob(f"*/*.{ref.variant}.safetensors")):
+        return {}
+    return {"variant": ref.variant}
+
+
+def _lightning_file() -> str:
+    from generation.pipelines.diffusers_common import LIGHTNING_FILE  # numpy only, no torch
+
+    return LIGHTNING_FILE
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What closeup's loaders read from a model: ``markers`` must exist; ``fetch`` globs are what they download."""
+
+    markers: tuple[str, ...]
+    fetch: tuple[str, ...]
+    licence: str  # for the default repository only
+
+
+# File names as generation/pipelines/*.py load them (tests/generation/test_doctor.py checks they agree);
+# repeated here because importing those modules imports torch and diffusers. `closeup doctor` looks for the
+# markers, `closeup models pull` fetches the patterns, the loaders prefer the cache when the markers are there.
+MODEL_FILES = {
+    "base": ModelFiles(
+        ("model_index.json", "unet/config.json"),
+        ("model_index.json", "scheduler/*", "tokenizer*/*", "*/config.json", "text_encoder*/model.safetensors",
+         "*/diffusion_pytorch_model.safetensors"),
+        "CreativeML Open RAIL++-M"),
+    "instantid": ModelFiles(("ControlNetModel/config.json", "ip-adapter.bin"), ("ControlNetModel/*", "ip-adapter.bin"),
+                            "non-commercial / research use only (built on insightface's antelopev2)"),
+    "faceid": ModelFiles(("ip-adapter-faceid-plusv2_sdxl.bin",), ("ip-adapter-faceid-plusv2_sdxl.bin",),
+                         "non-commercial / research use only (built on insightface face embeddings)"),
+    "image_encoder": ModelFiles(("config.json",), ("config.json", "model.safetensors"), "MIT"),
+    "lightning": ModelFiles((), (), "CreativeML Open RAIL++-M"),  # the file name comes from diffusers_common
+    "lcm": ModelFiles(("pytorch_lora_weights.safetensors",), ("pytorch_lora_weights.safetensors",),
+                      "CreativeML Open RAIL++-M"),
+    "safety_checker": ModelFiles(("config.json", "preprocessor_config.json"),
+                                 ("config.json", "preprocessor_config.json", "*.safetensors"),
+                                 "CreativeML OpenRAIL-M (CompVis)"),
+}
+
+
+def model_files(key: str, variant: str = "") -> ModelFiles:
+    """What the loaders read of model ``key``; with a ``variant`` ("fp16"), its weight files instead of the
+    full-precision ones (diffusers names them <name>.<variant>.safetensors)."""
+    files = MODEL_FILES[key]
+    if key == "lightning":
+        name = _lightning_file()
+        return replace(files, markers=(name,), fetch=(name,))
+    if variant:
+        return replace(files, fetch=tuple(pattern.replace(".safetensors", f".{variant}.safetensors")
+                                          if pattern.endswith("model.safetensors") else pattern
+                                          for pattern in files.fetch))
+    return files
+
+
 def hub_kwargs(ref: ModelRef, generation: GenerationConfig) -> dict[str, Any]:
-    """Keyword arguments for from_pretrained / load_ip_adapter / load_lora_weights."""
-    kwargs: dict[str, Any] = {"local_files_only": generation.offline or bool(ref.local_path)}
+    """Keyword arguments for from_pretrained / load_ip_adapter / load_lora_weights.
+
+    A model whose files are all in the cache loads from it without asking the hub (no start-up that hangs
+    on a network that is down); one that is not may be downloaded, unless downloads are off."""
+    cached = not ref.local_path and not generation.offline and is_cached(ref, generation)
+    kwargs: dict[str, Any] = {"local_files_only": generation.offline or bool(ref.local_path) or cached}
     if not ref.local_path:
         kwargs["revision"] = ref.revision
         if generation.cache_dir:
@@ -80,12 +152,64 @@ def hub_kwargs(ref: ModelRef, generation: GenerationConfig) -> dict[str, Any]:
     return kwargs
 
 
-def _cache_location(generation: GenerationConfig) -> str:
+def hf_cache_dir(generation: GenerationConfig) -> Path:
     if generation.cache_dir:
-        return str(Path(generation.cache_dir).expanduser())
+        return Path(generation.cache_dir).expanduser()
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return Path("~/.cache/huggingface/hub").expanduser()
+    return Path(constants.HF_HUB_CACHE)
+
+
+def cached_snapshot(ref: ModelRef, markers: Sequence[str], cache: Path) -> tuple[Path | None, list[str]]:
+    """The cached snapshot folder for the pinned revision (None if absent), and the markers it lacks."""
+    from huggingface_hub import try_to_load_from_cache
+
+    snapshot, lacking = None, []
+    for marker in markers:
+        hit = try_to_load_from_cache(ref.repo_id, marker, cache_dir=cache, revision=ref.revision)
+        if isinstance(hit, str):
+            snapshot = snapshot or Path(hit).parents[len(Path(marker).parts) - 1]
+        else:
+            lacking.append(marker)
+    return snapshot, lacking
+
+
+def is_cached(ref: ModelRef, generation: GenerationConfig) -> bool:
+    """Every file the loaders open of ``ref`` is in the cache for its revision."""
+    try:
+        snapshot, lacking = cached_snapshot(ref, model_files(ref.key, ref.variant).markers, hf_cache_dir(generation))
+    except ImportError:
+        return False
+    return snapshot is not None and not lacking
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+_hub_probe: dict[str, tuple[float, bool]] = {}  # endpoint -> (when, reachable), so one start-up asks once
+
+
+def hub_endpoint() -> str:
     from huggingface_hub import constants
 
-    return str(constants.HF_HUB_CACHE)
+    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+
+
+def hub_reachable(endpoint: str | None = None, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Does the hub answer at all within a few seconds (any HTTP status counts)? Remembered for a minute."""
+    endpoint = endpoint or hub_endpoint()
+    seen = _hub_probe.get(endpoint)
+    if seen is not None and time.monotonic() - seen[0] < 60.0:
+        return seen[1]
+    try:
+        with urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout_s):
+            reachable = True
+    except urllib.error.HTTPError:
+        reachable = True  # it answered
+    except (OSError, ValueError):
+        reachable = False
+    _hub_probe[endpoint] = (time.monotonic(), reachable)
+    return reachable
 
 
 @contextmanager
@@ -98,6 +222,14 @@ def explain_missing(ref: ModelRef, generation: GenerationConfig, what: str = "",
     the file and the setting.
     """
     ref.check_local()
+    if not ref.local_path and not generation.offline and not is_cached(ref, generation) and not hub_reachable():
+        # Fail now with what to do, instead of after the hub client's retries (half a minute, twice).
+        raise ModelMissingError(
+            f"The {ref.role} {ref.repo_id!r} (revision {ref.revision}) is not in the Hugging Face cache at "
+            f"{hf_cache_dir(generation)} and the hub ({hub_endpoint()}) cannot be reached from here. Run "
+            f"`closeup models pull` where there is internet (and copy the cache over), or set "
+            f"models.{ref.key}_path to a downloaded folder."
+        )
     try:
         yield
     except ModelMissingError:
@@ -125,9 +257,10 @@ def explain_missing(ref: ModelRef, generation: GenerationConfig, what: str = "",
                else "it could not be downloaded (no internet?)")
         raise ModelMissingError(
             f"The {ref.role} {ref.repo_id!r} (revision {ref.revision}){item} is not in the Hugging Face "
-            f"cache at {_cache_location(generation)} and {why}. On a machine with internet run "
-            f"`hf download {ref.repo_id} --revision {ref.revision}` and copy the cache over, or download it "
-            f"anywhere and set models.{ref.key}_path to that folder."
+            f"cache at {hf_cache_dir(generation)} and {why}. Run `closeup models pull` (it fetches only the "
+            f"files closeup loads) on this machine, or on one with internet and copy the cache over; or download "
+            f"it anywhere and set models.{ref.key}_path to that folder. `closeup doctor` prints the exact "
+            f"`hf download` command."
         ) from None
 
 

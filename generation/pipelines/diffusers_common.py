@@ -36,6 +36,18 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
+class _EmptyFloat32ListFilter(logging.Filter):
+    """diffusers warns "modules that should be kept in float32: []" on every dtype cast of a component,
+    even when that list is empty (eight lines a start, one more per re-render pipeline): drop those, keep the
+    warning when the list names something."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "kept in float32: []" not in record.getMessage()
+
+
+logging.getLogger("diffusers.models.modeling_utils").addFilter(_EmptyFloat32ListFilter())
+
+
 def finish_loading(pipe: Any, generation: GenerationConfig, models: ModelsConfig, device: str, dtype: Any,
                    name: str) -> None:
     """The steps every backend takes after loading: device and dtype, quiet progress, fast preset, compile."""

@@ -23,7 +23,15 @@ from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipelin
 from PIL import Image
 
 from generation.config import GenerationConfig, ModelsConfig
-from generation.models import ModelFileError, explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
+from generation.models import (
+    ModelFileError,
+    explain_missing,
+    hub_kwargs,
+    model_ref,
+    pick_device,
+    pick_dtype,
+    variant_kwargs,
+)
 from generation.pipelines.diffusers_common import (
     check_adapters,
     checked_identity,
@@ -70,7 +78,8 @@ class FaceIDBackend:
         base, faceid = model_ref(models, "base"), model_ref(models, "faceid")
         encoder = model_ref(models, "image_encoder")
         with explain_missing(base, generation):
-            pipe = StableDiffusionXLPipeline.from_pretrained(base.source, dtype=dtype, **hub_kwargs(base, generation))
+            pipe = StableDiffusionXLPipeline.from_pretrained(base.source, dtype=dtype, **hub_kwargs(base, generation),
+                                                       **variant_kwargs(base))
         with explain_missing(encoder, generation):
             image_encoder = CLIPVisionModelWithProjection.from_pretrained(
                 encoder.source, dtype=dtype, **hub_kwargs(encoder, generation)

@@ -29,7 +29,7 @@ from diffusers import (
 from PIL import Image
 
 from generation.config import GenerationConfig, ModelsConfig
-from generation.models import explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype
+from generation.models import explain_missing, hub_kwargs, model_ref, pick_device, pick_dtype, variant_kwargs
 from generation.pipelines.diffusers_common import (
     checked_identity,
     finish_loading,
@@ -115,7 +115,8 @@ class InstantIDBackend:
             )
         with explain_missing(base, generation):
             pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
-                base.source, controlnet=identitynet, dtype=dtype, **hub_kwargs(base, generation)
+                base.source, controlnet=identitynet, dtype=dtype, **hub_kwargs(base, generation),
+                **variant_kwargs(base),
             )
         with explain_missing(instantid, generation, ADAPTER_FILE, checks_layout=True):
             pipe.load_ip_adapter(

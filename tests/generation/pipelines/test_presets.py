@@ -149,3 +149,16 @@ def test_an_adapter_file_of_the_wrong_layout_is_a_clear_error(tmp_path: Path, fa
     (damaged / ADAPTER_FILE).write_bytes(tiny_instantid["adapter"].read_bytes()[:5000])
     with pytest.raises(ModelFileError, match=r"models\.faceid"):
         load(faceid_configs, loras, "quality", faceid_path=damaged)
+
+
+def test_loading_casts_without_a_warning_per_component(tiny_configs, caplog: pytest.LogCaptureFixture) -> None:
+    """diffusers' "modules that should be kept in float32: []" warning, eight lines a start for an empty list,
+    is not in the log; every component ends in the one dtype."""
+    from generation.pipelines.instantid import InstantIDBackend
+
+    with caplog.at_level("WARNING"):
+        backend = InstantIDBackend.load(*tiny_configs)
+    assert not [r for r in caplog.records if "kept in float32" in r.getMessage()]
+    dtypes = {p.dtype for component in backend.pipe.components.values() if hasattr(component, "parameters")
+              for p in component.parameters()}
+    assert len(dtypes) == 1

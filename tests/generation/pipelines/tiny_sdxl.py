@@ -79,8 +79,9 @@ def tiny_unet():
     )
 
 
-def build_sdxl(folder: Path, seed: int = 0) -> Path:
-    """A tiny SDXL base in the layout of stabilityai/stable-diffusion-xl-base-1.0."""
+def build_sdxl(folder: Path, seed: int = 0, fp16_variant: bool = False) -> Path:
+    """A tiny SDXL base in the layout of stabilityai/stable-diffusion-xl-base-1.0 (with ``fp16_variant``
+    also its *.fp16.safetensors files, half-precision, beside the full-precision ones, as the real repo)."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -105,6 +106,8 @@ def build_sdxl(folder: Path, seed: int = 0) -> Path:
         tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
     )
     pipe.save_pretrained(folder)
+    if fp16_variant:
+        pipe.to(torch.float16).save_pretrained(folder, variant="fp16")
     for sub in ("tokenizer", "tokenizer_2"):
         _tokenizer(folder / sub)  # the same offline files the real repo layout carries
     return folder
