@@ -95,6 +95,7 @@ class CloseupBot(commands.Bot):
         self._job_refs: OrderedDict[str, str] = OrderedDict()  # photo sha -> prepared job reference
         self._tasks: list[asyncio.Task[None]] = []
         self.ready_for_jobs = asyncio.Event()
+        self._warming: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,6 +105,7 @@ class CloseupBot(commands.Bot):
         if self.queue is None:
             self.queue = build_queue(self.config, self._runner)
         await self.queue.start()
+        self._start_warm_up()
         connector = self._connector_factory() if self._connector_factory else None
         self.web = aiohttp.ClientSession(connector=connector)
         if self._analyzer is None:
@@ -119,6 +121,16 @@ class CloseupBot(commands.Bot):
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="closeup-sweep"))
         self.web_server = await serve_status(self)
         self.ready_for_jobs.set()
+
+    def _start_warm_up(self) -> None:
+        """The embedded worker loads its models now, on a thread, while the bot already answers."""
+        warm_up = getattr(getattr(self.queue, "runner", None), "warm_up", None)
+        if self.config.generation.warm_up and callable(warm_up):
+            self._warming = asyncio.get_running_loop().run_in_executor(None, warm_up)
+
+    def engine_state(self) -> str | None:
+        """The embedded worker's state ("warming", "ready", ...), or None when workers are elsewhere."""
+        return getattr(getattr(self.queue, "runner", None), "state", None)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -100,7 +100,12 @@ def results_embed(lines: Sequence[str], prompt: str, *, reencoded: bool, note: s
     return embed
 
 
-def queue_embed(lines: Sequence[str]) -> discord.Embed:
+WARMING_UP = "The portrait engine is warming up (loading its models); portraits start as soon as it is ready."
+
+
+def queue_embed(lines: Sequence[str], warming_up: bool = False) -> discord.Embed:
+    head = [WARMING_UP, ""] if warming_up else []
     if not lines:
-        return discord.Embed(title="Your queue", description="You have no portraits waiting or in progress.")
-    return discord.Embed(title="Your queue", description="\n".join(lines), colour=discord.Colour.blurple())
+        return discord.Embed(title="Your queue",
+                             description="\n".join([*head, "You have no portraits waiting or in progress."]))
+    return discord.Embed(title="Your queue", description="\n".join([*head, *lines]), colour=discord.Colour.blurple())

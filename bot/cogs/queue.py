@@ -36,7 +36,8 @@ class Queue(commands.Cog):
             ids.append(job.job_id)
             labels.append(f"Cancel {number}")
         kwargs = {"view": cancel_view(ids, labels)} if ids else {}
-        await interaction.edit_original_response(embed=queue_embed(lines), **kwargs)
+        warming = self.bot.engine_state() == "warming"
+        await interaction.edit_original_response(embed=queue_embed(lines, warming_up=warming), **kwargs)
 
 
 async def setup(bot: CloseupBot) -> None:

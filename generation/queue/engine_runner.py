@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import threading
 
@@ -115,10 +116,19 @@ class LazyEngineRunner:
         self.config = config
         self._runner: EngineRunner | None = None
         self._lock = threading.Lock()
+        self.state = "cold"  # "cold", "warming", "ready" or "failed": what /queue tells people
+
+    def warm_up(self) -> None:
+        """Load the models now (the bot calls this on a thread at start, generation.warm_up), so the first
+        person does not wait minutes; jobs that arrive meanwhile wait for it. Failures are logged for the
+        host and left for the jobs to report."""
+        with contextlib.suppress(JobFailed):
+            self._load()
 
     def _load(self) -> EngineRunner:
         with self._lock:
             if self._runner is None:
+                self.state = "warming"
                 try:
                     self._runner = EngineRunner.from_config(self.config)
                 except ImportError as exc:
@@ -134,6 +144,8 @@ class LazyEngineRunner:
                         log.error("cannot generate: the models are not ready: %s (`closeup doctor` lists them)", exc)
                         raise JobFailed(NOT_READY) from exc
                     raise
+                finally:
+                    self.state = "ready" if self._runner is not None else "failed"
             return self._runner
 
     def run(self, spec: JobSpec, progress: Progress, cancelled: threading.Event) -> list[ResultImage]:

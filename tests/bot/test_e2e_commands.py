@@ -205,3 +205,39 @@ def test_server_content_policy_travels_with_every_job(tmp_path: Path) -> None:
             assert [spec.nsfw_policy for spec in generator.seen] == ["warn", "warn"]
 
     run(body)
+
+
+class WarmingGenerator(FastGenerator):
+    """The embedded worker's warm-up protocol (state, warm_up) on the fast stand-in: loading ends on cue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = "cold"
+        self.loaded = threading.Event()
+
+    def warm_up(self) -> None:
+        self.state = "warming"
+        self.loaded.wait(30)
+        self.state = "ready"
+
+
+def test_queue_says_the_engine_is_warming_up_until_it_is_ready(tmp_path: Path) -> None:
+    from bot.render import WARMING_UP
+
+    generator = WarmingGenerator()
+
+    async def body() -> None:
+        async with world(tmp_path, generator) as w:
+            await w.emu.wait_until(lambda: generator.state == "warming", what="the warm-up to start")
+            inter = await w.slash(w.alice, "queue")
+            await inter.wait_message(lambda m: WARMING_UP in text_of(m), timeout=10)
+            generator.loaded.set()
+            await w.emu.wait_until(lambda: generator.state == "ready", what="the warm-up to end")
+            after = await w.slash(w.alice, "queue")
+            reply = await after.wait_message(lambda m: "queue" in text_of(m).lower(), timeout=10)
+            assert WARMING_UP not in text_of(reply)
+
+    try:
+        run(body)
+    finally:
+        generator.loaded.set()

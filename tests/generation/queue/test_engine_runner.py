@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import io
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import tiny_onnx
 
 from generation.config import Config, FacesConfig
 from generation.jobs import EventKind, JobSpec
+from generation.queue.base import JobFailed
 from generation.queue.engine_runner import EngineRunner
 from generation.queue.local import LocalQueue
 
@@ -137,3 +139,30 @@ def test_a_broken_lora_fails_each_job_clearly_and_the_worker_goes_on(
         asyncio.run(main())
     host = [r.getMessage() for r in caplog.records if r.name == "closeup.worker"]
     assert host and all("SDXL-Lightning LoRA" in line and "models.lightning" in line for line in host)
+
+
+def test_warm_up_loads_once_before_the_first_job_and_a_failure_waits_for_the_jobs(
+    tmp_path: Path, tiny_configs, caplog: pytest.LogCaptureFixture
+) -> None:
+    from generation.queue.engine_runner import LazyEngineRunner
+
+    generation, models = tiny_configs
+    tiny_onnx.make_pack(tmp_path / "insightface" / "models" / "antelopev2", pack="antelopev2")
+    config = Config(faces=FacesConfig(insightface_root=str(tmp_path / "insightface"), insightface_download=False),
+                    generation=dataclasses.replace(generation, retry_attempts=0), models=models)
+    runner = LazyEngineRunner(config)
+    assert runner.state == "cold"
+    runner.warm_up()
+    assert runner.state == "ready"
+    loaded = runner._runner
+    runner.warm_up()
+    assert runner._runner is loaded  # loaded once
+
+    missing = LazyEngineRunner(dataclasses.replace(config, models=dataclasses.replace(
+        models, base_path=str(tmp_path / "nowhere"))))
+    with caplog.at_level("ERROR", logger="closeup.worker"):
+        missing.warm_up()  # no exception: the host's log says why
+    assert missing.state == "failed"
+    assert any("nowhere" in r.getMessage() for r in caplog.records)
+    with pytest.raises(JobFailed, match="isn't ready"):
+        missing.run(JobSpec(user_id="u", guild_id="g"), lambda step, total: None, threading.Event())
