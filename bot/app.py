@@ -71,7 +71,12 @@ class CloseupBot(commands.Bot):
                  connector_factory: Callable[[], aiohttp.BaseConnector] | None = None) -> None:
         intents = discord.Intents.default()  # no message-content intent: replies must mention the bot
         metrics = Metrics()
+        # Installable to a server and to a person's own account (then usable in servers whose owners allow
+        # user-installed apps, and in group DMs), with the same limits; /settings stays server-installed only.
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+                         allowed_contexts=app_commands.AppCommandContext(
+                             guild=True, dm_channel=config.bot.allow_dms, private_channel=config.bot.allow_dms),
                          allowed_mentions=discord.AllowedMentions.none(),
                          connector=connector_factory() if connector_factory else None,
                          http_trace=metrics.trace_config())

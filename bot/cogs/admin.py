@@ -105,4 +105,9 @@ class Admin(commands.GroupCog, group_name="settings", group_description="Server 
 
 
 async def setup(bot: CloseupBot) -> None:
-    await bot.add_cog(Admin(bot))
+    cog = Admin(bot)
+    await bot.add_cog(cog)
+    # Server settings need the bot in the server: not offered where only a person installed it.
+    cog.app_command.allowed_installs = app_commands.AppInstallationType(guild=True, user=False)
+    cog.app_command.allowed_contexts = app_commands.AppCommandContext(guild=True, dm_channel=False,
+                                                                      private_channel=False)

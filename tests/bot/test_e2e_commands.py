@@ -241,3 +241,26 @@ def test_queue_says_the_engine_is_warming_up_until_it_is_ready(tmp_path: Path) -
         run(body)
     finally:
         generator.loaded.set()
+
+
+def test_commands_are_installable_to_a_person_and_usable_in_dms_settings_only_in_servers(tmp_path: Path) -> None:
+    """What Discord is told at sync: user installs and DMs for everyone's commands (same limits), server-only
+    for /settings; with allow_dms off, no DM context either."""
+    GUILD_INSTALL, USER_INSTALL = 0, 1
+    GUILD, BOT_DM, PRIVATE_CHANNEL = 0, 1, 2
+
+    async def body(config_dms: bool) -> dict[str, dict]:
+        from harness import bot_config
+
+        async with world(tmp_path / str(config_dms), FastGenerator(),
+                         bot_config(tmp_path / str(config_dms), allow_dms=config_dms)) as w:
+            return {c["name"]: c for c in w.emu.commands(None)}
+
+    registered = run(lambda: body(True))
+    for name in ("portrait", "queue", "help"):
+        assert set(registered[name]["integration_types"]) == {GUILD_INSTALL, USER_INSTALL}, registered[name]
+        assert set(registered[name]["contexts"]) == {GUILD, BOT_DM, PRIVATE_CHANNEL}
+    assert registered["settings"]["integration_types"] == [GUILD_INSTALL]
+    assert registered["settings"]["contexts"] == [GUILD]
+    no_dms = run(lambda: body(False))
+    assert set(no_dms["portrait"]["contexts"]) == {GUILD}
