@@ -97,6 +97,23 @@ class CancelJobButton(_Button, template=rf"{PREFIX}:cancel:(?P<job>{_ID})"):
         await _flows(interaction).cancel_job(interaction, self.job_id)
 
 
+class AdminCancelButton(_Button, template=rf"{PREFIX}:admincancel:(?P<job>{_ID})"):
+    """A server admin's cancel in /settings queue: checked for Manage Server on every click."""
+
+    def __init__(self, job_id: str, label: str = "Cancel") -> None:
+        super().__init__(discord.ui.Button(label=label, style=discord.ButtonStyle.danger,
+                                           custom_id=custom_id("admincancel", job_id)))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> AdminCancelButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _flows(interaction).cancel_job_as_admin(interaction, self.job_id)
+
+
 class ForgetButton(_Button, template=rf"{PREFIX}:forget:(?P<answer>yes|no):(?P<user>\d{{1,20}})"):
     def __init__(self, answer: str, user_id: str) -> None:
         yes = answer == "yes"
@@ -116,7 +133,7 @@ class ForgetButton(_Button, template=rf"{PREFIX}:forget:(?P<answer>yes|no):(?P<u
         await _flows(interaction).forget_answer(interaction, self.answer, self.user_id)
 
 
-DYNAMIC_ITEMS = (ResultButton, DraftButton, CancelJobButton, ForgetButton)
+DYNAMIC_ITEMS = (ResultButton, DraftButton, CancelJobButton, AdminCancelButton, ForgetButton)
 
 
 def stopped(view: discord.ui.View) -> discord.ui.View:
@@ -145,10 +162,11 @@ def draft_view(draft_id: str, verdict: str, has_crop: bool) -> discord.ui.View:
     return stopped(view)
 
 
-def cancel_view(job_ids: list[str], labels: list[str]) -> discord.ui.View:
+def cancel_view(job_ids: list[str], labels: list[str], *, admin: bool = False) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
+    button = AdminCancelButton if admin else CancelJobButton
     for job_id, label in list(zip(job_ids, labels, strict=True))[:25]:
-        view.add_item(CancelJobButton(job_id, label))
+        view.add_item(button(job_id, label))
     return stopped(view)
 
 

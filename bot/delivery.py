@@ -57,6 +57,7 @@ class _Lane:
     shown: str = ""
     record: JobRecord | None = None  # read once per lane; progress edits only need its ids and token
     task: asyncio.Task[None] | None = None
+    started_at: float | None = None  # when the STARTED event came (kept for the server's wait statistics)
 
 
 class Delivery:
@@ -135,6 +136,8 @@ class Delivery:
             lane.finished.set()
         else:
             lane.latest = event
+            if event.kind == EventKind.STARTED and lane.started_at is None:
+                lane.started_at = time.time()
         lane.wake.set()
 
     async def _pump_events(self) -> None:
@@ -157,6 +160,9 @@ class Delivery:
                     if lane.final is not None:  # not ours (forgotten, or another bot's): nothing to show
                         await self.bot.queue.ack(job_id)
                     return
+                if lane.started_at is not None and record.started_at is None:
+                    await self.bot.store.update_job(job_id, started_at=lane.started_at)
+                    record = lane.record = dataclasses.replace(record, started_at=lane.started_at)
                 if lane.final is not None:
                     await self._finish(record, lane.final)
                     return

@@ -23,7 +23,7 @@ from bot.downloads import DownloadError
 from bot.imaging import PhotoCheck
 from bot.render import PREVIEW_NAME, consent_notice, progress_text, report_embed, upload_file
 from bot.store import Draft, JobRecord, NotFound, StoreError
-from bot.text import sanitize
+from bot.text import duration, sanitize
 from generation.images import ImageError
 from generation.jobs import JobSpec, PortraitJob, new_job_id
 from generation.prompts import (
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from bot.app import CloseupBot
 
 log = logging.getLogger(__name__)
+DAY_S = 86400.0  # the daily quota is a rolling 24 hours
 
 TOKEN_LIFETIME_S = 15 * 60
 
@@ -305,10 +306,16 @@ class Flows:
         return True
 
     async def _guild_cap(self, user_id: str, guild_id: str) -> str | None:
-        """A server's own (lower) caps from /settings limits; the queue enforces the host's."""
+        """A server's own (lower) caps and daily quota from /settings; the queue enforces the host's caps."""
         if not guild_id:
             return None
         settings = await self.bot.store.guild_settings(guild_id)
+        if settings.daily_quota is not None:
+            asked, oldest = await self.bot.store.asked_since(guild_id, user_id, time.time() - DAY_S)
+            if asked >= settings.daily_quota:
+                again = duration(max(60.0, (oldest or time.time()) + DAY_S - time.time()))
+                return (f"This server allows {settings.daily_quota} portrait(s) per person a day, and you've had "
+                        f"yours. You can ask again in {again}.")
         if settings.per_user is None and settings.per_guild is None:
             return None
         active, mine = await self.bot.store.active_counts(guild_id, user_id)
@@ -384,6 +391,21 @@ class Flows:
             return
         if await self.bot.queue.cancel(job_id, record.user_id):
             await self.say(interaction, "Cancelled.")
+        else:
+            await self.say(interaction, "That portrait has already finished, so there is nothing to cancel.")
+
+    @apologize
+    async def cancel_job_as_admin(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        """A cancel from /settings queue: Manage Server in the job's own server, checked on every click."""
+        await interaction.response.defer()
+        record = await self.bot.store.job(job_id)
+        if not interaction.permissions.manage_guild or record is None or \
+                record.guild_id != str(interaction.guild_id or ""):
+            return await self.say(interaction, "Only people with **Manage Server** here can cancel other people's "
+                                  "portraits, and only this server's.")
+        if await self.bot.queue.cancel(job_id):
+            log.info("job %s of user %s cancelled by admin %s", job_id, record.user_id, interaction.user.id)
+            await self.say(interaction, f"Cancelled <@{record.user_id}>'s portrait.")
         else:
             await self.say(interaction, "That portrait has already finished, so there is nothing to cancel.")
 

@@ -33,7 +33,12 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What each schema version adds to a store written by the one before (applied in order at start).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE jobs ADD COLUMN started_at REAL",
+        "ALTER TABLE guild_settings ADD COLUMN daily_quota INTEGER"),
+}
 MAX_REFERENCES = 5
 FINISHED_STATES = ("done", "failed", "cancelled", "deleted", "poisoned")
 NSFW_POLICIES = ("block", "warn", "allow")
@@ -96,12 +101,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     state               TEXT NOT NULL,
     created_at          REAL NOT NULL,
     finished_at         REAL,
-    attachment_limit    INTEGER NOT NULL DEFAULT 0
+    attachment_limit    INTEGER NOT NULL DEFAULT 0,
+    started_at          REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user_id);
 CREATE INDEX IF NOT EXISTS jobs_message ON jobs(progress_message_id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
+CREATE INDEX IF NOT EXISTS jobs_guild_created ON jobs(guild_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_guild_state ON jobs(guild_id, state);
 CREATE TABLE IF NOT EXISTS job_photos (
     job_id   TEXT NOT NULL,
@@ -127,7 +134,8 @@ CREATE TABLE IF NOT EXISTS guild_settings (
     allowed_channels TEXT NOT NULL,
     per_user         INTEGER,
     per_guild        INTEGER,
-    nsfw_policy      TEXT
+    nsfw_policy      TEXT,
+    daily_quota      INTEGER
 );
 """
 # counts() key -> table.
@@ -208,6 +216,7 @@ class JobRecord:
     created_at: float
     finished_at: float | None
     attachment_limit: int = 0  # the interaction's upload limit in bytes; 0 = Discord's default
+    started_at: float | None = None  # when a worker first started it (for the server's wait statistics)
 
 
 @dataclass(frozen=True)
@@ -231,6 +240,7 @@ class GuildSettings:
     per_user: int | None = None
     per_guild: int | None = None
     nsfw_policy: str | None = None  # block | warn | allow
+    daily_quota: int | None = None  # portraits one person may ask for here per day; None = no quota
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_channels", tuple(str(c) for c in self.allowed_channels))
@@ -250,6 +260,16 @@ class ForgetReport:
 
 
 _DRAFT_FIELDS = tuple(f.name for f in fields(Draft))
+@dataclass(frozen=True)
+class DayUsage:
+    day: str  # YYYY-MM-DD, UTC
+    asked: int
+    done: int
+    failed: int
+    cancelled: int
+    average_wait_s: float | None  # asking to a worker starting it; None when nothing started that day
+
+
 _JOB_COLUMNS = tuple(f.name for f in fields(JobRecord) if f.name != "reference_shas")
 _JOB_UPDATABLE = frozenset(f.name for f in fields(JobRecord)) - {"job_id"}
 
@@ -389,9 +409,13 @@ class Store:
                 raise StoreError(f"The bot's store {self.db_path} was written by a newer closeup (schema "
                                  f"{version}; this release knows {SCHEMA_VERSION}). Upgrade closeup, or point "
                                  "store.data_dir at another folder.")
+            if version is not None:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS.get(step, ()):
+                        conn.execute(statement)
             conn.executescript(SCHEMA)
-            if version is None:
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
         except BaseException:
             conn.close()
             raise
@@ -834,21 +858,57 @@ class Store:
     async def guild_settings(self, guild_id: str) -> GuildSettings:
         """This server's settings; the defaults when its owner never changed any."""
         def select() -> GuildSettings:
-            row = self._sql.execute("SELECT allowed_channels, per_user, per_guild, nsfw_policy FROM guild_settings "
-                                    "WHERE guild_id = ?", (guild_id,)).fetchone()
+            row = self._sql.execute("SELECT allowed_channels, per_user, per_guild, nsfw_policy, daily_quota "
+                                    "FROM guild_settings WHERE guild_id = ?", (guild_id,)).fetchone()
             if row is None:
                 return GuildSettings(guild_id)
-            channels, per_user, per_guild, nsfw_policy = row
-            return GuildSettings(guild_id, tuple(json.loads(channels)), per_user, per_guild, nsfw_policy)
+            channels, per_user, per_guild, nsfw_policy, daily_quota = row
+            return GuildSettings(guild_id, tuple(json.loads(channels)), per_user, per_guild, nsfw_policy, daily_quota)
 
         return await self._call(select)
 
     async def set_guild_settings(self, settings: GuildSettings) -> None:
         await self._call(lambda: self._sql.execute(
-            "INSERT OR REPLACE INTO guild_settings (guild_id, allowed_channels, per_user, per_guild, nsfw_policy) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO guild_settings (guild_id, allowed_channels, per_user, per_guild, nsfw_policy, "
+            "daily_quota) VALUES (?, ?, ?, ?, ?, ?)",
             (settings.guild_id, json.dumps(list(settings.allowed_channels)), settings.per_user, settings.per_guild,
-             settings.nsfw_policy)))
+             settings.nsfw_policy, settings.daily_quota)))
+
+    async def guild_jobs(self, guild_id: str) -> list[JobRecord]:
+        """This server's unfinished jobs, oldest first (what its admins see in /settings queue)."""
+        def select() -> list[JobRecord]:
+            marks = ", ".join("?" * len(FINISHED_STATES))
+            rows = self._sql.execute(f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE guild_id = ? AND state NOT IN "
+                                     f"({marks}) ORDER BY created_at", (guild_id, *FINISHED_STATES)).fetchall()
+            return [self._job_record(row) for row in rows]
+
+        return await self._call(select)
+
+    async def asked_since(self, guild_id: str, user_id: str, since: float) -> tuple[int, float | None]:
+        """(portraits this person asked for in this server since ``since``, when the first of them was): what
+        the daily quota counts, and when a slot frees up."""
+        def select() -> tuple[int, float | None]:
+            count, oldest = self._sql.execute(
+                "SELECT COUNT(*), MIN(created_at) FROM jobs WHERE guild_id = ? AND user_id = ? AND created_at >= ?",
+                (guild_id, user_id, since)).fetchone()
+            return int(count), oldest
+
+        return await self._call(select)
+
+    async def usage(self, guild_id: str, since: float) -> list[DayUsage]:
+        """Per UTC day since ``since``: portraits asked for, finished, failed, cancelled, and the average
+        wait from asking to a worker starting it (jobs that started)."""
+        def select() -> list[DayUsage]:
+            rows = self._sql.execute(
+                "SELECT date(created_at, 'unixepoch') AS day, COUNT(*), SUM(state = 'done'), "
+                "SUM(state IN ('failed', 'poisoned')), SUM(state = 'cancelled'), "
+                "AVG(CASE WHEN started_at IS NOT NULL THEN started_at - created_at END) "
+                "FROM jobs WHERE guild_id = ? AND created_at >= ? GROUP BY day ORDER BY day",
+                (guild_id, since)).fetchall()
+            return [DayUsage(day, int(asked), int(done or 0), int(failed or 0), int(cancelled or 0), wait)
+                    for day, asked, done, failed, cancelled, wait in rows]
+
+        return await self._call(select)
 
     # ------------------------------------------------------------------ privacy
 

@@ -7,13 +7,17 @@ on every call, because server owners can override command permissions in their i
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.components import cancel_view
 from bot.store import GuildSettings
+from bot.text import duration, sanitize
+from generation.jobs import JobState
 
 if TYPE_CHECKING:
     from bot.app import CloseupBot
@@ -31,8 +35,13 @@ def describe(settings: GuildSettings, host_per_user: int, host_per_guild: int, h
     per_user = settings.per_user if settings.per_user is not None else f"{host_per_user} (host default)"
     per_guild = settings.per_guild if settings.per_guild is not None else f"{host_per_guild} (host default)"
     policy = settings.nsfw_policy or f"{host_policy} (host default)"
+    quota = f"{settings.daily_quota} per person" if settings.daily_quota is not None else "none"
     return (f"**Channels:** {channels}\n**Queued portraits per person:** {per_user}\n"
-            f"**Queued portraits for the server:** {per_guild}\n**Content policy:** {policy}")
+            f"**Queued portraits for the server:** {per_guild}\n**Content policy:** {policy}\n"
+            f"**Daily quota:** {quota}")
+
+
+STATS_DAYS = 7
 
 
 @app_commands.guild_only()
@@ -93,6 +102,57 @@ class Admin(commands.GroupCog, group_name="settings", group_description="Server 
         if settings is not None:
             await self._save(interaction, dataclasses.replace(settings, per_user=per_user, per_guild=per_guild),
                              "Limits updated. The host's limits still apply when they are lower.")
+
+    @app_commands.command(name="quota", description="Portraits one person may ask for per day on this server")
+    @app_commands.describe(per_person="Per person per 24 hours (leave out: no quota)")
+    async def quota(self, interaction: discord.Interaction,
+                    per_person: app_commands.Range[int, 1, 1000] | None = None) -> None:
+        settings = await self._allowed(interaction)
+        if settings is not None:
+            done = (f"Each person may ask for {per_person} portrait(s) in any 24 hours." if per_person
+                    else "No daily quota: the queue limits still apply.")
+            await self._save(interaction, dataclasses.replace(settings, daily_quota=per_person), done)
+
+    @app_commands.command(name="queue", description="Everyone's portraits waiting or running on this server")
+    async def queue(self, interaction: discord.Interaction) -> None:
+        if await self._allowed(interaction) is None:
+            return
+        records = await self.bot.store.guild_jobs(str(interaction.guild_id))
+        lines, ids, labels = [], [], []
+        for number, record in enumerate(records[:25], start=1):
+            status = await self.bot.queue.status(record.job_id)
+            if status is None:
+                continue
+            where = "generating now" if status.state == JobState.RUNNING else f"position {(status.position or 0) + 1}"
+            waited = duration(time.time() - record.created_at)
+            prompt = sanitize(status.prompt, 40) or "portrait"
+            lines.append(f"`{number}` <@{record.user_id}> — {prompt} — {where}, asked {waited} ago")
+            ids.append(record.job_id)
+            labels.append(f"Cancel {number}")
+        text = "\n".join(lines) if lines else "Nothing is waiting or running on this server."
+        if len(records) > 25:
+            text += f"\n…and {len(records) - 25} more."
+        kwargs = {"view": cancel_view(ids, labels, admin=True)} if ids else {}
+        await interaction.edit_original_response(content=f"**This server's queue**\n{text}",
+                                                 allowed_mentions=discord.AllowedMentions.none(), **kwargs)
+
+    @app_commands.command(name="stats", description=f"This server's portraits over the last {STATS_DAYS} days")
+    async def stats(self, interaction: discord.Interaction) -> None:
+        if await self._allowed(interaction) is None:
+            return
+        days = await self.bot.store.usage(str(interaction.guild_id), time.time() - STATS_DAYS * 86400)
+        if not days:
+            await interaction.edit_original_response(content=f"No portraits in the last {STATS_DAYS} days.")
+            return
+        rows = ["day         asked  done  failed  cancelled  average wait"]
+        for day in days:
+            wait = duration(day.average_wait_s) if day.average_wait_s is not None else "-"
+            rows.append(f"{day.day}  {day.asked:5d}  {day.done:4d}  {day.failed:6d}  {day.cancelled:9d}  {wait}")
+        total = sum(day.asked for day in days)
+        failed = sum(day.failed for day in days)
+        await interaction.edit_original_response(
+            content=f"**Last {STATS_DAYS} days** (UTC): {total} portraits asked for, {failed} failed\n"
+                    "```\n" + "\n".join(rows) + "\n```")
 
     @app_commands.command(name="content", description="What to do with explicit prompts")
     @app_commands.describe(policy="block, warn or allow; a server can be stricter than the host, never looser")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -264,3 +265,65 @@ def test_commands_are_installable_to_a_person_and_usable_in_dms_settings_only_in
     assert registered["settings"]["contexts"] == [GUILD]
     no_dms = run(lambda: body(False))
     assert set(no_dms["portrait"]["contexts"]) == {GUILD}
+
+
+def test_admins_see_and_cancel_the_servers_queue_and_read_its_stats(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator(gate=gate)) as w:
+            emu = w.emu
+            for person in (w.alice, w.bob):
+                await w.bot.store.add_reference(person.id, photo(), "pass", ())
+                started = await w.slash(person, "portrait")
+                await started.wait_message(lambda m: not m.get("_ephemeral"), timeout=20)
+            queue = await w.slash(w.admin, "settings", subcommand="queue")
+            listing = await ephemeral_reply(queue, "This server's queue")
+            text = text_of(listing)
+            assert f"<@{w.alice.id}>" in text and f"<@{w.bob.id}>" in text
+            assert "generating now" in text and "position 1" in text
+            bob_job = (await w.bot.queue.jobs_for(w.bob.id))[0].job_id
+            # Alice may see an admin's message but not use its buttons (Manage Server checked on the click).
+            emu.allow_command(w.guild, "settings", w.alice)
+            refused = await emu.click(w.alice, listing, buttons(listing)["Cancel 2"])
+            await refused.wait_message(lambda m: "Manage Server" in text_of(m), timeout=10)
+            assert (await w.bot.queue.status(bob_job)).state == "queued"
+            cancelled = await emu.click(w.admin, listing, buttons(listing)["Cancel 2"])
+            await cancelled.wait_message(lambda m: "Cancelled" in text_of(m), timeout=10)
+            assert (await w.bot.queue.status(bob_job)).state == "cancelled"
+            gate.set()
+            for _ in range(100):  # Alice's portrait finishes and is delivered
+                if not await w.bot.store.guild_jobs(w.guild.id):
+                    break
+                await asyncio.sleep(0.1)
+            stats = await w.slash(w.admin, "settings", subcommand="stats")
+            shown = text_of(await ephemeral_reply(stats, "Last 7 days"))
+            assert "2 portraits asked for" in shown
+            row = next(line for line in shown.splitlines() if line[:4].isdigit())
+            asked, done, failed, cancelled_count = (int(v) for v in row.split()[1:5])
+            assert (asked, done, failed, cancelled_count) == (2, 1, 0, 1)
+            assert row.split()[5] != "-"  # Alice's job started: an average wait is shown
+
+    try:
+        run(body)
+    finally:
+        gate.set()
+
+
+def test_a_daily_quota_refuses_the_next_portrait_and_says_when(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with world(tmp_path, FastGenerator()) as w:
+            await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+            quota = await w.slash(w.admin, "settings", {"per_person": 1}, subcommand="quota")
+            await ephemeral_reply(quota, "1 portrait(s) in any 24 hours")
+            first = await w.slash(w.alice, "portrait")
+            await result_of(first)
+            second = await w.slash(w.alice, "portrait")
+            refusal = text_of(await ephemeral_reply(second, "per person a day"))
+            assert "ask again in" in refusal
+            bob_ok = await w.slash(w.bob, "portrait")  # another person is not affected
+            await ephemeral_reply(bob_ok, "no saved reference")
+            shown = await w.slash(w.admin, "settings", subcommand="show")
+            assert "1 per person" in text_of(await ephemeral_reply(shown, "Daily quota"))
+
+    run(body)

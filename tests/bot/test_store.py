@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import sqlite3
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import (
+    SCHEMA,
+    SCHEMA_VERSION,
     Draft,
     ForgetReport,
     GuildSettings,
@@ -359,7 +362,7 @@ def test_folders_are_private(tmp_path: Path) -> None:
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     run(tmp_path, lambda store: _noop())
     with sqlite3.connect(tmp_path / "data" / "closeup.db") as conn:
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     with pytest.raises(StoreError, match="newer closeup"):
         run(tmp_path, lambda store: _noop())
 
@@ -391,3 +394,28 @@ def test_not_started_is_a_clear_error(tmp_path: Path) -> None:
 
 async def _noop() -> None:
     return None
+
+
+def test_a_store_written_by_the_previous_release_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Schema 1 (no jobs.started_at, no guild_settings.daily_quota): its rows are kept, the columns added."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    with sqlite3.connect(data / "closeup.db") as conn:
+        old = SCHEMA.replace(",\n    started_at          REAL", "").replace(",\n    daily_quota      INTEGER", "")
+        old = old.replace("CREATE INDEX IF NOT EXISTS jobs_guild_created ON jobs(guild_id, created_at);", "")
+        assert "started_at" not in old and "daily_quota" not in old
+        conn.executescript(old)
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        conn.execute("INSERT INTO guild_settings VALUES ('g1', '[]', 2, NULL, 'warn')")
+
+    async def scenario(store: Store) -> None:
+        settings = await store.guild_settings("g1")
+        assert (settings.per_user, settings.nsfw_policy, settings.daily_quota) == (2, "warn", None)
+        await store.set_guild_settings(dataclasses.replace(settings, daily_quota=5))
+        assert (await store.guild_settings("g1")).daily_quota == 5
+
+    run(tmp_path, scenario)
+    with sqlite3.connect(data / "closeup.db") as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+        assert "started_at" in [row[1] for row in conn.execute("PRAGMA table_info(jobs)")]
