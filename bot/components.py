@@ -82,36 +82,27 @@ class DraftButton(_Button, template=rf"{PREFIX}:(?P<action>gen|crop|anyway|drop)
         await _flows(interaction).draft_action(interaction, self.action, self.draft_id)
 
 
-class CancelJobButton(_Button, template=rf"{PREFIX}:cancel:(?P<job>{_ID})"):
-    def __init__(self, job_id: str, label: str = "Cancel") -> None:
+class CancelJobButton(_Button, template=rf"{PREFIX}:(?P<who>cancel|admincancel):(?P<job>{_ID})"):
+    """Cancel one job: its owner's (/queue), or a server admin's (/settings queue, Manage Server checked on
+    every click)."""
+
+    def __init__(self, job_id: str, label: str = "Cancel", admin: bool = False) -> None:
         super().__init__(discord.ui.Button(label=label, style=discord.ButtonStyle.danger,
-                                           custom_id=custom_id("cancel", job_id)))
+                                           custom_id=custom_id("admincancel" if admin else "cancel", job_id)))
         self.job_id = job_id
+        self.admin = admin
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any],
                              match: re.Match[str], /) -> CancelJobButton:
-        return cls(match["job"])
+        return cls(match["job"], admin=match["who"] == "admincancel")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _flows(interaction).cancel_job(interaction, self.job_id)
-
-
-class AdminCancelButton(_Button, template=rf"{PREFIX}:admincancel:(?P<job>{_ID})"):
-    """A server admin's cancel in /settings queue: checked for Manage Server on every click."""
-
-    def __init__(self, job_id: str, label: str = "Cancel") -> None:
-        super().__init__(discord.ui.Button(label=label, style=discord.ButtonStyle.danger,
-                                           custom_id=custom_id("admincancel", job_id)))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> AdminCancelButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _flows(interaction).cancel_job_as_admin(interaction, self.job_id)
+        flows = _flows(interaction)
+        if self.admin:
+            await flows.cancel_job_as_admin(interaction, self.job_id)
+        else:
+            await flows.cancel_job(interaction, self.job_id)
 
 
 class ForgetButton(_Button, template=rf"{PREFIX}:forget:(?P<answer>yes|no):(?P<user>\d{{1,20}})"):
@@ -133,7 +124,7 @@ class ForgetButton(_Button, template=rf"{PREFIX}:forget:(?P<answer>yes|no):(?P<u
         await _flows(interaction).forget_answer(interaction, self.answer, self.user_id)
 
 
-DYNAMIC_ITEMS = (ResultButton, DraftButton, CancelJobButton, AdminCancelButton, ForgetButton)
+DYNAMIC_ITEMS = (ResultButton, DraftButton, CancelJobButton, ForgetButton)
 
 
 def stopped(view: discord.ui.View) -> discord.ui.View:
@@ -164,9 +155,8 @@ def draft_view(draft_id: str, verdict: str, has_crop: bool) -> discord.ui.View:
 
 def cancel_view(job_ids: list[str], labels: list[str], *, admin: bool = False) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    button = AdminCancelButton if admin else CancelJobButton
     for job_id, label in list(zip(job_ids, labels, strict=True))[:25]:
-        view.add_item(button(job_id, label))
+        view.add_item(CancelJobButton(job_id, label, admin=admin))
     return stopped(view)
 
 

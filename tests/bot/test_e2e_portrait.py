@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
 from fake_generator import FastGenerator
 from harness import buttons, ephemeral_reply, photo, result_of, run, text_of, world
 
@@ -195,13 +196,18 @@ def test_portrait_in_a_direct_message(tmp_path: Path) -> None:
 
 
 def test_direct_messages_can_be_turned_off(tmp_path: Path) -> None:
+    """Discord is told (the commands' contexts) and no longer offers /portrait in DMs; a reply with a photo
+    in a DM, which no command registration covers, still gets the bot's own refusal."""
+    from emulator import EmulatorUsageError
     from harness import bot_config
 
     async def body() -> None:
         async with world(tmp_path, FastGenerator(), bot_config(tmp_path, allow_dms=False)) as w:
             dm = w.emu.dm_channel(w.alice)
-            inter = await w.slash(w.alice, "portrait", {"photo": w.emu.attachment(photo())}, channel=dm)
-            await inter.wait_message(lambda m: "only make portraits in servers" in (m.get("content") or ""))
+            with pytest.raises(EmulatorUsageError, match="not available in DMs"):
+                await w.slash(w.alice, "portrait", {"photo": w.emu.attachment(photo())}, channel=dm)
+            assert await w.bot.flows.refusal_for(w.alice.id, "", dm.id) == \
+                "I only make portraits in servers, not in direct messages."
 
     run(body)
 
