@@ -270,6 +270,70 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
     return 1 if failures else 0
 
 
+def cmd_queue(args: argparse.Namespace, config: Config) -> int:
+    """`closeup queue ls` / `closeup queue cancel JOB`: the host's view of the queue beside a running bot."""
+    import asyncio
+
+    from generation.queue.base import QueueStorageError
+
+    try:
+        return asyncio.run(_queue_command(args, config))
+    except QueueStorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _queue_command(args: argparse.Namespace, config: Config) -> int:
+    import time
+
+    q = config.queue
+    if q.backend == "redis":
+        from generation.queue.redis import RedisQueue
+
+        queue: Any = RedisQueue(q.redis_url, prefix=q.redis_prefix)
+    else:
+        if not Path(q.path).exists():
+            print(f"error: no job journal at {q.path} (queue.path): has `closeup bot` run here?", file=sys.stderr)
+            return 1
+        if args.action == "cancel":
+            print("error: the embedded queue belongs to the running bot: cancel in Discord (/settings queue for "
+                  "server admins, /queue for your own), or stop the bot first. `closeup queue cancel` works with "
+                  "queue.backend = \"redis\".", file=sys.stderr)
+            return 1
+        from generation.queue.local import LocalQueue
+
+        queue = LocalQueue(q.path, runner=None)  # type: ignore[arg-type] - read only: no worker runs
+    await queue.open_for_inspection()
+    try:
+        if args.action == "cancel":
+            if not args.job:
+                print("error: closeup queue cancel JOB_ID", file=sys.stderr)
+                return EXIT_USAGE
+            if await queue.cancel(args.job):
+                print(f"cancelled {args.job}; its owner's message says so")
+                return 0
+            print(f"error: {args.job} is not queued or running", file=sys.stderr)
+            return 1
+        jobs = await queue.active_jobs()
+        if args.json:
+            print(json.dumps([{"job_id": j.job_id, "state": str(j.state), "position": j.position,
+                               "user_id": j.user_id, "guild_id": j.guild_id, "attempts": j.attempts,
+                               "enqueued_at": j.enqueued_at} for j in jobs], indent=2))
+            return 0
+        if not jobs:
+            print("nothing queued or running")
+            return 0
+        print(f"{'JOB':<32}  {'STATE':<8}  {'POS':>3}  {'WAITING':>8}  {'TRIES':>5}  USER / SERVER")
+        for job in jobs:
+            position = "-" if job.position is None else str(job.position + 1)
+            waited = f"{(time.time() - job.enqueued_at) / 60:.0f} min"
+            print(f"{job.job_id:<32}  {job.state!s:<8}  {position:>3}  {waited:>8}  {job.attempts:>5}  "
+                  f"{job.user_id} / {job.guild_id or 'DM'}")
+        return 0
+    finally:
+        await queue.close()
+
+
 def installed_version() -> str:
     """The installed package's version (pyproject.toml's), or "unknown" when run from a bare checkout."""
     from importlib.metadata import PackageNotFoundError, version
@@ -331,6 +395,16 @@ def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.
     worker.add_argument("--redis-url", help="override queue.redis_url")
     worker.add_argument("--name", help="worker name (default: host name and process id)")
     worker.set_defaults(func=cmd_worker)
+
+    queue = sub.add_parser("queue", help="the host's view of the job queue: list, cancel",
+                           description="ls: every queued and running job (any person, any server), with position, "
+                           "waiting time and attempts; cancel JOB: stop one (Redis queue; the embedded queue is "
+                           "cancelled from Discord). Works beside a running bot. Exit code: 0 done, 1 failed, 64 bad "
+                           "command line.")
+    queue.add_argument("action", choices=["ls", "cancel"])
+    queue.add_argument("job", nargs="?", help="the job id (cancel)")
+    queue.add_argument("--json", action="store_true", help="ls: print JSON")
+    queue.set_defaults(func=cmd_queue)
 
     models = sub.add_parser("models", help="list the models generation needs, or download them ahead of time",
                             description="list: what the configured backend and preset load, whether each is in the "

@@ -372,6 +372,15 @@ class LocalQueue:
     async def jobs_for(self, user_id: str) -> list[JobStatus]:
         return await self._db(self._status_rows, "user_id = ? AND state IN (?, ?)", (user_id, *ACTIVE))
 
+    async def active_jobs(self) -> list[JobStatus]:
+        """Every queued and running job, whoever's (the host's `closeup queue ls`)."""
+        return await self._db(self._status_rows, "state IN (?, ?)", ACTIVE)
+
+    async def open_for_inspection(self) -> None:
+        """Open the journal to read it, without a worker and without recovering running jobs: the bot that
+        owns this journal may be running in another process."""
+        await self._db(self._open)
+
     async def undelivered(self) -> list[JobEvent]:
         """Final events (done, failed, cancelled) not yet acknowledged: deliver them, then ack()."""
         rows = await self._db(lambda: self._sql.execute(

@@ -698,6 +698,17 @@ class RedisQueue:
             rows = await self._statuses([job_id])
         return rows[0] if rows else None
 
+    async def active_jobs(self) -> list[JobStatus]:
+        """Every queued and running job, whoever's (the host's `closeup queue ls`)."""
+        with self._storage("list the jobs"):
+            active = await self._store.client.hgetall(self.keys.active)
+            ids = [job_id for job_id, _, _, _ in _active_entries(active)]
+            return [s for s in await self._statuses(ids) if s.state in (JobState.QUEUED, JobState.RUNNING)]
+
+    async def open_for_inspection(self) -> None:
+        """Connect without reading events or reclaiming jobs: for the host's tools beside a running bot."""
+        await self._store.open()
+
     async def jobs_for(self, user_id: str) -> list[JobStatus]:
         with self._storage("list the jobs"):
             active = await self._store.client.hgetall(self.keys.active)
