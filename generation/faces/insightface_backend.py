@@ -16,6 +16,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -122,6 +123,43 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _fetch(url: str, part: Path, pack: str, attempts: int = 3) -> None:
+    """Download ``url`` into ``part``, resuming what is already there (HTTP Range), retrying a cut
+    connection, and logging progress every tenth of the file."""
+    for attempt in range(1, attempts + 1):
+        have = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+                resumed = response.status == 206
+                total = int(response.headers.get("Content-Length") or 0) + (have if resumed else 0)
+                done = have if resumed else 0
+                if have and not resumed:
+                    log.info("insightface %s: the server does not resume downloads; starting over", pack)
+                shown = -1
+                with part.open("ab" if resumed else "wb") as out:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        done += len(chunk)
+                        tenth = int(10 * done / total) if total else -1
+                        if tenth > shown:
+                            shown = tenth
+                            log.info("insightface %s: %.0f of %.0f MB (%d%%)", pack, done / 1e6, total / 1e6,
+                                     10 * tenth)
+                if total and done < total:
+                    raise ConnectionError(f"the connection closed after {done} of {total} bytes")
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and have:  # nothing left to fetch: the part is the whole file
+                return
+            raise
+        except (ConnectionError, TimeoutError, urllib.error.URLError) as exc:
+            if attempt == attempts or (isinstance(exc, urllib.error.URLError) and not part.exists()):
+                raise
+            log.warning("insightface %s: download interrupted (%s); resuming", pack, exc)
+            time.sleep(1.0)
+
+
 def ensure_pack(root: str | Path, pack: str, download: bool, url_base: str = DEFAULT_URL_BASE) -> Path:
     """The pack's folder, downloading ``<url_base>/<pack>.zip`` into ``<root>/models/<pack>`` if allowed.
 
@@ -136,28 +174,28 @@ def ensure_pack(root: str | Path, pack: str, download: bool, url_base: str = DEF
     if not download:
         raise FaceModelMissingError(_missing_pack_message(root, pack, url, "download disabled"))
     models = root / "models"
-    log.info("downloading insightface model pack %s from %s", pack, url)
-    part: Path | None = None
+    part = models / f".{pack}.zip.part"  # kept when a download is cut, so the next try resumes it
     try:
         models.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=models, prefix=f".{pack}-", suffix=".zip.part", delete=False
-        ) as tmp:
-            part = Path(tmp.name)
-            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-                shutil.copyfileobj(response, tmp, length=1 << 20)
-        _extract_zip(part, models / pack)
+        _fetch(url, part, pack)
+        _extract_zip(part, models / pack)  # reading every member checks its CRC: a damaged download fails here
+        part.unlink(missing_ok=True)
     except FaceModelMissingError as exc:
+        part.unlink(missing_ok=True)
         raise FaceModelMissingError(_missing_pack_message(root, pack, url, str(exc))) from None
     except (OSError, zipfile.BadZipFile, ValueError) as exc:  # URLError, HTTPError, timeouts are OSErrors
         if isinstance(exc, urllib.error.HTTPError):
             reason = f"download failed: HTTP {exc.code} {exc.reason}"
+        elif isinstance(exc, zipfile.BadZipFile):
+            reason = f"download failed: the file is damaged or not a zip ({exc})"
         else:
             reason = f"download failed: {getattr(exc, 'reason', None) or exc}"
+        if isinstance(exc, zipfile.BadZipFile | urllib.error.HTTPError) or not part.exists() or \
+                part.stat().st_size == 0:
+            part.unlink(missing_ok=True)  # nothing worth resuming
+        else:
+            reason += f"; {part.stat().st_size / 1e6:.0f} MB kept, the next try resumes"
         raise FaceModelMissingError(_missing_pack_message(root, pack, url, reason)) from None
-    finally:
-        if part is not None:
-            part.unlink(missing_ok=True)
     found = find_pack_dir(root, pack)
     if found is None:
         raise FaceModelMissingError(_missing_pack_message(root, pack, url, "the archive held no .onnx files"))

@@ -400,3 +400,63 @@ def test_download_of_a_corrupt_zip_is_a_clean_error(tmp_path: Path, serve: tuple
     with pytest.raises(FaceModelMissingError, match="download failed"):
         ensure_pack(tmp_path / "root", "buffalo_l", download=True, url_base=url_base)
     assert list((tmp_path / "root" / "models").iterdir()) == []
+
+
+class _CuttingHandler(http.server.BaseHTTPRequestHandler):
+    """Serves one file with HTTP Range; the first full request is cut short, as a flaky network does."""
+
+    payload = b""
+    cut_once = True
+    ranges: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        ranged = self.headers.get("Range", "")
+        type(self).ranges.append(ranged)
+        start = int(ranged.removeprefix("bytes=").rstrip("-")) if ranged else 0
+        body = self.payload[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(self.payload) - 1}/{len(self.payload)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if type(self).cut_once and not start:
+            type(self).cut_once = False
+            self.wfile.write(body[: len(body) // 3])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_cut_download_resumes_with_progress_and_a_damaged_one_is_refused(
+    tmp_path: Path, no_proxy: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    archive = zip_folder(make_pack(tmp_path / "build"), tmp_path / "buffalo_l.zip")
+    _CuttingHandler.payload = archive.read_bytes()
+    _CuttingHandler.ranges = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CuttingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url_base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with caplog.at_level("INFO", logger="generation.faces.insightface_backend"):
+            folder = ensure_pack(tmp_path / "root", "buffalo_l", download=True, url_base=url_base)
+        assert (folder / "w600k_r50.onnx").is_file() or list(folder.glob("*.onnx"))
+        third = len(_CuttingHandler.payload) // 3
+        assert _CuttingHandler.ranges == ["", f"bytes={third}-"]  # the second request asked for the rest
+        assert any("resuming" in r.getMessage() for r in caplog.records)
+        assert any("(100%)" in r.getMessage() for r in caplog.records)  # progress, to the end
+        assert not list((tmp_path / "root" / "models").glob(".*.part"))
+
+        # A download whose bytes are damaged: the zip's own CRCs catch it, nothing is unpacked or kept.
+        damaged = bytearray(_CuttingHandler.payload)
+        damaged[len(damaged) // 2] ^= 0xFF
+        _CuttingHandler.payload, _CuttingHandler.cut_once = bytes(damaged), False
+        with pytest.raises(FaceModelMissingError, match="damaged|CRC|Bad"):
+            ensure_pack(tmp_path / "other", "buffalo_l", download=True, url_base=url_base)
+        assert list((tmp_path / "other" / "models").iterdir()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
