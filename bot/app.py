@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -100,7 +101,6 @@ class CloseupBot(commands.Bot):
         self._job_refs: OrderedDict[str, str] = OrderedDict()  # photo sha -> prepared job reference
         self._tasks: list[asyncio.Task[None]] = []
         self.ready_for_jobs = asyncio.Event()
-        self._warming: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -128,10 +128,11 @@ class CloseupBot(commands.Bot):
         self.ready_for_jobs.set()
 
     def _start_warm_up(self) -> None:
-        """The embedded worker loads its models now, on a thread, while the bot already answers."""
+        """The embedded worker loads its models now, on a daemon thread, while the bot already answers (a
+        stop during a first-start download does not wait for it)."""
         warm_up = getattr(getattr(self.queue, "runner", None), "warm_up", None)
         if self.config.generation.warm_up and callable(warm_up):
-            self._warming = asyncio.get_running_loop().run_in_executor(None, warm_up)
+            threading.Thread(target=warm_up, name="closeup-warm-up", daemon=True).start()
 
     def engine_state(self) -> str | None:
         """The embedded worker's state ("warming", "ready", ...), or None when workers are elsewhere."""

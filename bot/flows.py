@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from bot.app import CloseupBot
 
 log = logging.getLogger(__name__)
-DAY_S = 86400.0  # the daily quota is a rolling 24 hours
 
 TOKEN_LIFETIME_S = 15 * 60
 
@@ -261,6 +260,18 @@ class Flows:
         if cap:
             await self._tell(interaction, reply_to, cap)
             return False
+        counted_at, over_quota = await self._take_quota(user_id, guild_id)
+        if over_quota:
+            await self._tell(interaction, reply_to, over_quota)
+            return False
+        queued = await self._queue_job(interaction, reply_to, options, photos, shas, user_id, guild_id, channel_id)
+        if counted_at is not None and not queued:  # refused further on (queue full, storage): not counted
+            await self.bot.store.give_back_quota(guild_id, user_id, counted_at)
+        return queued
+
+    async def _queue_job(self, interaction: discord.Interaction[Any] | None, reply_to: discord.Message | None,
+                         options: PortraitJob, photos: list[bytes], shas: list[str], user_id: str, guild_id: str,
+                         channel_id: str) -> bool:
         try:
             references = await self.bot.job_references(photos, shas)
         except ImageError as exc:  # a stored photo that no longer decodes
@@ -305,17 +316,26 @@ class Flows:
             await self.bot.store.update_job(spec.job_id, progress_message_id=str(message.id))
         return True
 
+    async def _take_quota(self, user_id: str, guild_id: str) -> tuple[float | None, str | None]:
+        """(when this portrait was counted against the server's daily quota, or a refusal): the count is
+        taken at once, so two clicks cannot both get through, and given back if the job never queues."""
+        if not guild_id:
+            return None, None
+        quota = (await self.bot.store.guild_settings(guild_id)).daily_quota
+        if quota is None:
+            return None, None
+        now = time.time()
+        free_at = await self.bot.store.take_quota(guild_id, user_id, quota, now)
+        if free_at is None:
+            return now, None
+        return None, (f"This server allows {quota} portrait(s) per person a day, and you've had yours. You can "
+                      f"ask again in {duration(max(60.0, free_at - now))}.")
+
     async def _guild_cap(self, user_id: str, guild_id: str) -> str | None:
-        """A server's own (lower) caps and daily quota from /settings; the queue enforces the host's caps."""
+        """A server's own (lower) caps from /settings limits; the queue enforces the host's."""
         if not guild_id:
             return None
         settings = await self.bot.store.guild_settings(guild_id)
-        if settings.daily_quota is not None:
-            asked, oldest = await self.bot.store.asked_since(guild_id, user_id, time.time() - DAY_S)
-            if asked >= settings.daily_quota:
-                again = duration(max(60.0, (oldest or time.time()) + DAY_S - time.time()))
-                return (f"This server allows {settings.daily_quota} portrait(s) per person a day, and you've had "
-                        f"yours. You can ask again in {again}.")
         if settings.per_user is None and settings.per_guild is None:
             return None
         active, mine = await self.bot.store.active_counts(guild_id, user_id)

@@ -24,9 +24,9 @@ def cdn_throttle() -> Throttler:
 
 
 class CommandRate:
-    """At most ``rate`` commands per person per ``period_s``; remembers the most recent people only.
-
-    Refused, not queued: discord.py's app-command cooldown bucket, asked through its public API.
+    """At most ``rate`` commands per person per window of ``period_s`` (a fixed window starting at their first
+    command, so near its end a person may get up to twice ``rate`` within one period); remembers the most
+    recent people only. Refused, not queued: discord.py's app-command cooldown bucket, through its public API.
     """
 
     def __init__(self, rate: int, period_s: float, max_people: int = 50_000) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -79,7 +80,7 @@ async def serve(config: Config) -> int:
     except QueueStorageError as exc:  # Redis went away between the start-up check and the queue's start
         log.error("cannot start the bot: %s", exc)
         return EXIT_SETUP
-    except (aiohttp.ClientConnectionError, discord.GatewayNotFound, OSError) as exc:
+    except (aiohttp.ClientConnectionError, discord.GatewayNotFound, socket.gaierror) as exc:
         log.error("cannot reach Discord (%s: %s). Is this machine online, and can it reach discord.com "
                   "(proxy, firewall, DNS)?", type(exc).__name__, exc)
         return EXIT_SETUP

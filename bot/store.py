@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2
+QUOTA_WINDOW_S = 86400.0  # a server's daily quota counts the last 24 hours
 # What each schema version adds to a store written by the one before (applied in order at start).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE jobs ADD COLUMN started_at REAL",
@@ -129,6 +130,12 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (job_id, position)
 );
 CREATE INDEX IF NOT EXISTS results_sha ON results(sha256);
+CREATE TABLE IF NOT EXISTS asks (
+    guild_id TEXT NOT NULL,
+    user_id  TEXT NOT NULL,
+    asked_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS asks_guild_user ON asks(guild_id, user_id, asked_at);
 CREATE TABLE IF NOT EXISTS guild_settings (
     guild_id         TEXT PRIMARY KEY,
     allowed_channels TEXT NOT NULL,
@@ -140,7 +147,7 @@ CREATE TABLE IF NOT EXISTS guild_settings (
 """
 # counts() key -> table.
 TABLES = {"people": "people", "references": "refs", "drafts": "drafts", "jobs": "jobs",
-          "job_photos": "job_photos", "results": "results", "guild_settings": "guild_settings"}
+          "job_photos": "job_photos", "results": "results", "guild_settings": "guild_settings", "asks": "asks"}
 # Every hash any row refers to; a file whose hash is not here may go.
 REFERENCED_SHAS = """
 SELECT sha256 FROM refs UNION SELECT photo_sha FROM drafts
@@ -272,6 +279,15 @@ class DayUsage:
 
 _JOB_COLUMNS = tuple(f.name for f in fields(JobRecord) if f.name != "reference_shas")
 _JOB_UPDATABLE = frozenset(f.name for f in fields(JobRecord)) - {"job_id"}
+
+
+def _apply_migration(conn: sqlite3.Connection, statement: str) -> None:
+    """One migration step; an ADD COLUMN whose column is already there (an interrupted upgrade of an older
+    release) is skipped."""
+    added = re.fullmatch(r"ALTER TABLE (\w+) ADD COLUMN (\w+) .*", statement)
+    if added and added.group(2) in [row[1] for row in conn.execute(f"PRAGMA table_info({added.group(1)})")]:
+        return
+    conn.execute(statement)
 
 
 def _storage_error(exc: sqlite3.Error, path: Path) -> StoreError:
@@ -409,13 +425,21 @@ class Store:
                 raise StoreError(f"The bot's store {self.db_path} was written by a newer closeup (schema "
                                  f"{version}; this release knows {SCHEMA_VERSION}). Upgrade closeup, or point "
                                  "store.data_dir at another folder.")
-            if version is not None:
-                for step in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in MIGRATIONS.get(step, ()):
+            conn.execute("BEGIN IMMEDIATE")  # the upgrade and its version number land together, or neither
+            try:
+                if version is not None:
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        for statement in MIGRATIONS.get(step, ()):
+                            _apply_migration(conn, statement)
+                for statement in (part.strip() for part in SCHEMA.split(";")):
+                    if statement:
                         conn.execute(statement)
-            conn.executescript(SCHEMA)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                         (str(SCHEMA_VERSION),))
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         except BaseException:
             conn.close()
             raise
@@ -884,16 +908,27 @@ class Store:
 
         return await self._call(select)
 
-    async def asked_since(self, guild_id: str, user_id: str, since: float) -> tuple[int, float | None]:
-        """(portraits this person asked for in this server since ``since``, when the first of them was): what
-        the daily quota counts, and when a slot frees up."""
-        def select() -> tuple[int, float | None]:
-            count, oldest = self._sql.execute(
-                "SELECT COUNT(*), MIN(created_at) FROM jobs WHERE guild_id = ? AND user_id = ? AND created_at >= ?",
-                (guild_id, user_id, since)).fetchone()
-            return int(count), oldest
+    async def take_quota(self, guild_id: str, user_id: str, quota: int, now: float) -> float | None:
+        """Count one portrait against this person's daily quota here, in one write transaction (two clicks
+        at once cannot both slip through); None when taken, else when the oldest of the window expires.
+        Kept apart from the jobs, so deleting a result does not give the portrait back."""
+        def take() -> float | None:
+            with self._write() as sql:
+                count, oldest = sql.execute(
+                    "SELECT COUNT(*), MIN(asked_at) FROM asks WHERE guild_id = ? AND user_id = ? AND asked_at >= ?",
+                    (guild_id, user_id, now - QUOTA_WINDOW_S)).fetchone()
+                if count >= quota:
+                    return float(oldest) + QUOTA_WINDOW_S
+                sql.execute("INSERT INTO asks (guild_id, user_id, asked_at) VALUES (?, ?, ?)", (guild_id, user_id, now))
+                return None
 
-        return await self._call(select)
+        return await self._call(take)
+
+    async def give_back_quota(self, guild_id: str, user_id: str, asked_at: float) -> None:
+        """A portrait counted by take_quota that never reached the queue."""
+        await self._call(lambda: self._sql.execute(
+            "DELETE FROM asks WHERE rowid = (SELECT rowid FROM asks WHERE guild_id = ? AND user_id = ? AND "
+            "asked_at = ? LIMIT 1)", (guild_id, user_id, asked_at)))
 
     async def usage(self, guild_id: str, since: float) -> list[DayUsage]:
         """Per UTC day since ``since``: portraits asked for, finished, failed, cancelled, and the average
@@ -924,7 +959,7 @@ class Store:
                                                                (user_id,)).fetchall()]
                 rows, job_shas = self._delete_jobs(sql, job_ids)
                 shas |= job_shas
-                for table in ("refs", "drafts", "people"):
+                for table in ("refs", "drafts", "people", "asks"):
                     rows += sql.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
             # Their photos go now, even ones put_photo() stored moments ago.
             report = ForgetReport(rows=rows, files=self._release(shas, keep_pending=False))
@@ -946,6 +981,7 @@ class Store:
                 for table in ("job_photos", "results"):  # rows left behind by a job deleted elsewhere
                     rows += sql.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT job_id FROM jobs)").rowcount
                 rows += sql.execute("DELETE FROM refs WHERE last_used_at < ?", (cutoff,)).rowcount
+                rows += sql.execute("DELETE FROM asks WHERE asked_at < ?", (at - QUOTA_WINDOW_S,)).rowcount
                 rows += sql.execute(
                     "DELETE FROM people WHERE last_seen < ? AND user_id NOT IN (SELECT user_id FROM refs) "
                     "AND user_id NOT IN (SELECT user_id FROM drafts) AND user_id NOT IN (SELECT user_id FROM jobs)",

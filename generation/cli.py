@@ -233,16 +233,20 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_models(args: argparse.Namespace, config: Config) -> int:
     """`closeup models list` / `closeup models pull`: what generation needs, and fetching it ahead of time."""
-    from generation.faces import FaceModelMissingError
-    from generation.model_pull import format_states, needed_refs, pull, pull_packs, state_of
-    from generation.models import ModelMissingError
-
     try:
-        refs = needed_refs(config, backend=args.backend, preset=args.preset)
+        return _models(args, config)
     except ImportError as exc:
         print(f"error: the generation packages are not installed ({exc}): pip install 'closeup[gpu]'",
               file=sys.stderr)
         return 1
+
+
+def _models(args: argparse.Namespace, config: Config) -> int:
+    from generation.faces import FaceModelMissingError
+    from generation.model_pull import format_states, needed_refs, pull, pull_packs, state_of
+    from generation.models import ModelMissingError
+
+    refs = needed_refs(config, backend=args.generation_backend, preset=args.preset)
     if args.action == "list":
         states = [state_of(ref, config.generation) for ref in refs]
         print(format_states(states))
@@ -259,7 +263,7 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
         except ModelMissingError as exc:
             failures.append(str(exc))
             states.append(state_of(ref, config.generation))
-    for pack, outcome in pull_packs(config, backend=args.backend):
+    for pack, outcome in pull_packs(config, backend=args.generation_backend):
         if isinstance(outcome, FaceModelMissingError):
             failures.append(str(outcome))
         else:
@@ -412,7 +416,8 @@ def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.
                             "download) so the first /portrait does not wait for ~10 GB. Exit code: 0 all ready / "
                             "all downloaded, 1 something missing or a download failed, 64 bad command line.")
     models.add_argument("action", choices=["list", "pull"])
-    models.add_argument("--backend", choices=["instantid", "faceid"], help="override generation.backend")
+    models.add_argument("--backend", dest="generation_backend", choices=["instantid", "faceid"],
+                        help="override generation.backend")
     models.add_argument("--preset", choices=["quality", "lightning", "lcm"], help="override generation.preset")
     models.add_argument("--quiet", action="store_true", help="no progress bars")
     models.set_defaults(func=cmd_models)

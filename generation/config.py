@@ -352,8 +352,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
 
 
 def _cross_check(config: Config) -> None:
-    """Settings that are fine alone but not together: caught at load, not after the models loaded."""
+    """Settings that are fine alone but not together: caught at load, not after the models loaded. (The
+    heartbeat settings matter only to the Redis queue's workers.)"""
     queue = config.queue
+    if queue.backend != "redis":
+        return
     if queue.dead_after_s <= 2 * queue.heartbeat_s:
         raise ConfigError(f"queue.dead_after_s ({queue.dead_after_s:g}) must be more than twice queue.heartbeat_s "
                           f"({queue.heartbeat_s:g}), or a live worker that misses one beat looks dead")

@@ -403,7 +403,10 @@ def _local_model(ref: ModelRef, files: ModelFiles, scope: Scope) -> Check:
                      f"{licence}{scope.where()}",
                      f"put a download of {ref.repo_id} there ({_hf_download_command(ref, files.fetch)} "
                      f"--local-dir {folder}) or clear models.{ref.key}_path")
-    lacking = [marker for marker in files.markers if not (folder / marker).is_file()]
+    # A local folder may hold the variant's weight files or the full-precision ones: either loads.
+    candidates = [files.markers] + ([model_files(ref.key).markers] if ref.variant else [])
+    lacking = min(([marker for marker in markers if not (folder / marker).is_file()] for markers in candidates),
+                  key=len)
     if lacking:
         return Check(name, "warn", f"{ref.role}: {folder} lacks {', '.join(lacking)}; {licence}",
                      f"check that the folder holds a download of {ref.repo_id}")

@@ -76,14 +76,22 @@ def model_ref(models: ModelsConfig, key: str) -> ModelRef:
     )
 
 
-def variant_kwargs(ref: ModelRef) -> dict[str, Any]:
-    """``variant=`` for from_pretrained: always for the hub (`closeup models pull` fetches those files); for a
-    local folder only when it holds files of that variant (a full-precision download loads as it is)."""
+def variant_kwargs(ref: ModelRef, generation: GenerationConfig) -> dict[str, Any]:
+    """``variant=`` for from_pretrained, when those weight files are there or will be downloaded: a local
+    folder or a cache holding only the full-precision files (a download from before the fp16 setting) loads
+    what it has instead of failing."""
     if not ref.variant:
         return {}
-    if ref.local_path and not any(Path(ref.local_path).glob(f"*/*.{ref.variant}.safetensors")):
-        return {}
-    return {"variant": ref.variant}
+    if ref.local_path:
+        return {"variant": ref.variant} if any(Path(ref.local_path).glob(f"*/*.{ref.variant}.safetensors")) else {}
+    with_variant, without = (model_files(ref.key, variant).markers for variant in (ref.variant, ""))
+    try:
+        cache = hf_cache_dir(generation)
+        has_variant = not cached_snapshot(ref, with_variant, cache)[1]
+        has_full = not cached_snapshot(ref, without, cache)[1]
+    except ImportError:
+        return {"variant": ref.variant}
+    return {} if has_full and not has_variant else {"variant": ref.variant}
 
 
 def _lightning_file() -> str:
@@ -106,7 +114,7 @@ class ModelFiles:
 # markers, `closeup models pull` fetches the patterns, the loaders prefer the cache when the markers are there.
 MODEL_FILES = {
     "base": ModelFiles(
-        ("model_index.json", "unet/config.json"),
+        ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors"),
         ("model_index.json", "scheduler/*", "tokenizer*/*", "*/config.json", "text_encoder*/model.safetensors",
          "*/diffusion_pytorch_model.safetensors"),
         "CreativeML Open RAIL++-M"),
@@ -132,9 +140,11 @@ def model_files(key: str, variant: str = "") -> ModelFiles:
         name = _lightning_file()
         return replace(files, markers=(name,), fetch=(name,))
     if variant:
-        return replace(files, fetch=tuple(pattern.replace(".safetensors", f".{variant}.safetensors")
-                                          if pattern.endswith("model.safetensors") else pattern
-                                          for pattern in files.fetch))
+        def of_variant(names: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(name.replace(".safetensors", f".{variant}.safetensors")
+                         if name.endswith("model.safetensors") else name for name in names)
+
+        return replace(files, markers=of_variant(files.markers), fetch=of_variant(files.fetch))
     return files
 
 
@@ -143,7 +153,7 @@ def hub_kwargs(ref: ModelRef, generation: GenerationConfig) -> dict[str, Any]:
 
     A model whose files are all in the cache loads from it without asking the hub (no start-up that hangs
     on a network that is down); one that is not may be downloaded, unless downloads are off."""
-    cached = not ref.local_path and not generation.offline and is_cached(ref, generation)
+    cached = not ref.local_path and not generation.offline and loadable_from_cache(ref, generation)
     kwargs: dict[str, Any] = {"local_files_only": generation.offline or bool(ref.local_path) or cached}
     if not ref.local_path:
         kwargs["revision"] = ref.revision
@@ -212,6 +222,12 @@ def hub_reachable(endpoint: str | None = None, timeout_s: float = HUB_PROBE_TIME
     return reachable
 
 
+def loadable_from_cache(ref: ModelRef, generation: GenerationConfig) -> bool:
+    """Everything the loader will open is cached: the variant's files, or (from an older download) the
+    full-precision ones it then loads instead."""
+    return is_cached(ref, generation) or (ref.variant != "" and not variant_kwargs(ref, generation))
+
+
 @contextmanager
 def explain_missing(ref: ModelRef, generation: GenerationConfig, what: str = "", *,
                     checks_layout: bool = False) -> Iterator[None]:
@@ -222,7 +238,8 @@ def explain_missing(ref: ModelRef, generation: GenerationConfig, what: str = "",
     the file and the setting.
     """
     ref.check_local()
-    if not ref.local_path and not generation.offline and not is_cached(ref, generation) and not hub_reachable():
+    if not ref.local_path and not generation.offline and not loadable_from_cache(ref, generation) and \
+            not hub_reachable():
         # Fail now with what to do, instead of after the hub client's retries (half a minute, twice).
         raise ModelMissingError(
             f"The {ref.role} {ref.repo_id!r} (revision {ref.revision}) is not in the Hugging Face cache at "

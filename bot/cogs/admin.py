@@ -42,6 +42,7 @@ def describe(settings: GuildSettings, host_per_user: int, host_per_guild: int, h
 
 
 STATS_DAYS = 7
+EMBED_DESCRIPTION_LIMIT = 4096
 
 
 @app_commands.guild_only()
@@ -129,12 +130,17 @@ class Admin(commands.GroupCog, group_name="settings", group_description="Server 
             lines.append(f"`{number}` <@{record.user_id}> — {prompt} — {where}, asked {waited} ago")
             ids.append(record.job_id)
             labels.append(f"Cancel {number}")
+        while len("\n".join(lines)) > EMBED_DESCRIPTION_LIMIT - 40:  # Discord's limit, room for the last line
+            lines.pop()
+            ids.pop()
+            labels.pop()
         text = "\n".join(lines) if lines else "Nothing is waiting or running on this server."
-        if len(records) > 25:
-            text += f"\n…and {len(records) - 25} more."
+        if len(records) > len(lines) and lines:
+            text += f"\n…and {len(records) - len(lines)} more."
         kwargs = {"view": cancel_view(ids, labels, admin=True)} if ids else {}
-        await interaction.edit_original_response(content=f"**This server's queue**\n{text}",
-                                                 allowed_mentions=discord.AllowedMentions.none(), **kwargs)
+        embed = discord.Embed(title="This server's queue", description=text, colour=discord.Colour.blurple())
+        await interaction.edit_original_response(embed=embed, allowed_mentions=discord.AllowedMentions.none(),
+                                                 **kwargs)
 
     @app_commands.command(name="stats", description=f"This server's portraits over the last {STATS_DAYS} days")
     async def stats(self, interaction: discord.Interaction) -> None:

@@ -12,6 +12,7 @@ fill the frame or touch its border, which is what close-up selfies do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -160,6 +161,28 @@ def _fetch(url: str, part: Path, pack: str, attempts: int = 3) -> None:
             time.sleep(1.0)
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (POSIX flock; elsewhere, no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: downloads there are one process's
+        yield
+        return
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _download_and_extract(url: str, part: Path, pack: str, models: Path) -> None:
+    _fetch(url, part, pack)
+    _extract_zip(part, models / pack)  # reading every member checks its CRC: a damaged download fails here
+    part.unlink(missing_ok=True)
+
+
 def ensure_pack(root: str | Path, pack: str, download: bool, url_base: str = DEFAULT_URL_BASE) -> Path:
     """The pack's folder, downloading ``<url_base>/<pack>.zip`` into ``<root>/models/<pack>`` if allowed.
 
@@ -177,9 +200,11 @@ def ensure_pack(root: str | Path, pack: str, download: bool, url_base: str = DEF
     part = models / f".{pack}.zip.part"  # kept when a download is cut, so the next try resumes it
     try:
         models.mkdir(parents=True, exist_ok=True)
-        _fetch(url, part, pack)
-        _extract_zip(part, models / pack)  # reading every member checks its CRC: a damaged download fails here
-        part.unlink(missing_ok=True)
+        with _exclusive(root / f".{pack}.download.lock"):  # a bot and a worker sharing the folder: one downloads
+            found = find_pack_dir(root, pack)
+            if found is not None:
+                return found
+            _download_and_extract(url, part, pack, models)
     except FaceModelMissingError as exc:
         part.unlink(missing_ok=True)
         raise FaceModelMissingError(_missing_pack_message(root, pack, url, str(exc))) from None

@@ -79,7 +79,7 @@ class FaceIDBackend:
         encoder = model_ref(models, "image_encoder")
         with explain_missing(base, generation):
             pipe = StableDiffusionXLPipeline.from_pretrained(base.source, dtype=dtype, **hub_kwargs(base, generation),
-                                                       **variant_kwargs(base))
+                                                       **variant_kwargs(base, generation))
         with explain_missing(encoder, generation):
             image_encoder = CLIPVisionModelWithProjection.from_pretrained(
                 encoder.source, dtype=dtype, **hub_kwargs(encoder, generation)

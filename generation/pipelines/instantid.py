@@ -116,7 +116,7 @@ class InstantIDBackend:
         with explain_missing(base, generation):
             pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
                 base.source, controlnet=identitynet, dtype=dtype, **hub_kwargs(base, generation),
-                **variant_kwargs(base),
+                **variant_kwargs(base, generation),
             )
         with explain_missing(instantid, generation, ADAPTER_FILE, checks_layout=True):
             pipe.load_ip_adapter(

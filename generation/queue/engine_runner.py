@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
 import threading
 
@@ -121,9 +120,13 @@ class LazyEngineRunner:
     def warm_up(self) -> None:
         """Load the models now (the bot calls this on a thread at start, generation.warm_up), so the first
         person does not wait minutes; jobs that arrive meanwhile wait for it. Failures are logged for the
-        host and left for the jobs to report."""
-        with contextlib.suppress(JobFailed):
+        host (the expected ones by _load, anything else here with its traceback) and left for the jobs."""
+        try:
             self._load()
+        except JobFailed:
+            pass
+        except Exception:
+            log.exception("warming up the generation engine failed; each job will try again")
 
     def _load(self) -> EngineRunner:
         with self._lock:

@@ -317,7 +317,11 @@ def test_a_daily_quota_refuses_the_next_portrait_and_says_when(tmp_path: Path) -
             quota = await w.slash(w.admin, "settings", {"per_person": 1}, subcommand="quota")
             await ephemeral_reply(quota, "1 portrait(s) in any 24 hours")
             first = await w.slash(w.alice, "portrait")
-            await result_of(first)
+            result = await result_of(first)
+            # Deleting the result does not give the portrait back.
+            deleted = await w.emu.click(w.alice, result, buttons(result)["Delete"])
+            await deleted.wait_response()
+            await w.emu.wait_until(lambda: w.emu.message(result["id"]) is None, what="the result deleted")
             second = await w.slash(w.alice, "portrait")
             refusal = text_of(await ephemeral_reply(second, "per person a day"))
             assert "ask again in" in refusal

@@ -252,7 +252,7 @@ def test_forget_removes_every_row_and_file_of_the_person(tmp_path: Path) -> None
         assert report == ForgetReport(rows=7, files=4)
         assert files(store) == bob_files
         assert await store.counts() == {"people": 1, "references": 1, "drafts": 1, "jobs": 1, "job_photos": 1,
-                                        "results": 1, "guild_settings": 1}
+                                        "results": 1, "guild_settings": 1, "asks": 0}
         with sqlite3.connect(store.db_path) as conn:
             for table, column in (("people", "user_id"), ("refs", "user_id"), ("drafts", "user_id"),
                                   ("jobs", "user_id"), ("job_photos", "job_id"), ("results", "job_id")):
@@ -419,3 +419,20 @@ def test_a_store_written_by_the_previous_release_is_upgraded_in_place(tmp_path: 
     with sqlite3.connect(data / "closeup.db") as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
         assert "started_at" in [row[1] for row in conn.execute("PRAGMA table_info(jobs)")]
+
+
+def test_the_daily_quota_is_counted_at_once_survives_deletes_and_forget_clears_it(tmp_path: Path) -> None:
+    async def scenario(store: Store) -> None:
+        now = 1_000_000.0
+        # Two requests at the same moment with one slot: exactly one is counted.
+        outcomes = await asyncio.gather(*(store.take_quota("g", "alice", 1, now) for _ in range(2)))
+        assert sorted(outcomes, key=lambda o: o is not None) == [None, now + 86400.0]
+        assert await store.take_quota("g", "bob", 1, now) is None  # per person
+        assert await store.take_quota("g", "alice", 1, now + 86401.0) is None  # the window moved on
+        await store.give_back_quota("g", "alice", now + 86401.0)
+        assert await store.take_quota("g", "alice", 1, now + 86402.0) is None
+        assert (await store.counts())["asks"] == 3  # alice twice, bob once
+        await store.forget("alice")
+        assert (await store.counts())["asks"] == 1  # bob's
+
+    run(tmp_path, scenario)

@@ -154,6 +154,7 @@ def test_model_paths_present_and_missing(tmp_path: Path) -> None:
     (base / "unet").mkdir(parents=True)
     (base / "model_index.json").write_text("{}")
     (base / "unet" / "config.json").write_text("{}")
+    (base / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"0")  # full precision: loads too
     models = ModelsConfig(base_path=str(base), instantid_path=str(tmp_path / "nowhere"))
     checks = run_doctor(make_config(tmp_path, models=models), online=False)
     assert row(checks, "model base").status == "ok"

@@ -141,3 +141,22 @@ def test_the_command_shows_progress_then_a_table_and_list_agrees(hub: FakeHub, t
     assert "insightface antelopev2" in done.stderr  # the pack InstantID conditions on, found in place
     after = subprocess.run([*closeup, "models", "list"], env=env, capture_output=True, text=True, timeout=120)
     assert after.returncode == 0 and after.stdout.count("cached") == 2
+
+
+def test_a_cache_from_before_the_fp16_setting_still_loads(hub: FakeHub, tmp_path: Path) -> None:
+    """A host that downloaded the full-precision files earlier: the loader takes what the cache has
+    (no variant error, no download), and `models list` says the fp16 files are not all there."""
+    import dataclasses
+
+    old = _config(tmp_path)
+    old = dataclasses.replace(old, models=dataclasses.replace(old.models, base_variant=""))
+    for ref in needed_refs(old):
+        pull(ref, old.generation, endpoint=hub.url)
+    new = _config(tmp_path)
+    assert state_of(needed_refs(new)[0], new.generation).state == "partial"
+    from generation.pipelines.instantid import InstantIDBackend
+
+    hub.requests.clear()
+    InstantIDBackend.load(_config(tmp_path, offline=True).generation, new.models)
+    InstantIDBackend.load(new.generation, new.models)
+    assert hub.requests == []

@@ -15,6 +15,7 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -407,9 +408,9 @@ class _CuttingHandler(http.server.BaseHTTPRequestHandler):
 
     payload = b""
     cut_once = True
-    ranges: list[str] = []
+    ranges: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         ranged = self.headers.get("Range", "")
         type(self).ranges.append(ranged)
         start = int(ranged.removeprefix("bytes=").rstrip("-")) if ranged else 0
@@ -454,7 +455,7 @@ def test_a_cut_download_resumes_with_progress_and_a_damaged_one_is_refused(
         damaged = bytearray(_CuttingHandler.payload)
         damaged[len(damaged) // 2] ^= 0xFF
         _CuttingHandler.payload, _CuttingHandler.cut_once = bytes(damaged), False
-        with pytest.raises(FaceModelMissingError, match="damaged|CRC|Bad"):
+        with pytest.raises(FaceModelMissingError, match=r"damaged|CRC|Bad"):
             ensure_pack(tmp_path / "other", "buffalo_l", download=True, url_base=url_base)
         assert list((tmp_path / "other" / "models").iterdir()) == []
     finally:
