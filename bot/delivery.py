@@ -31,6 +31,7 @@ from bot.imaging import FittedImage, fit_images
 from bot.render import likeness_line, progress_text, results_embed, upload_file
 from bot.store import JobRecord, StoreError
 from generation.jobs import EventKind, JobEvent, JobSpec, ResultImage
+from generation.queue.base import RETRIED
 
 if TYPE_CHECKING:
     from bot.app import CloseupBot
@@ -64,6 +65,7 @@ class Delivery:
     def __init__(self, bot: CloseupBot) -> None:
         self.bot = bot
         self._lanes: dict[str, _Lane] = {}
+        self._retried: set[str] = set()  # jobs the host queued again (their record says finished)
         self._events: asyncio.Queue[JobEvent] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
@@ -130,6 +132,8 @@ class Delivery:
 
     def _feed(self, event: JobEvent) -> None:
         self.bot.metrics.observe_event(event)
+        if event.kind == EventKind.QUEUED and event.reason == RETRIED:
+            self._retried.add(event.job_id)  # its next lane brings the finished record back to life
         lane = self._lane(event.job_id)
         if event.kind in (EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED):
             lane.final = event
@@ -160,6 +164,12 @@ class Delivery:
                     if lane.final is not None:  # not ours (forgotten, or another bot's): nothing to show
                         await self.bot.queue.ack(job_id)
                     return
+                if job_id in self._retried and record.state in FINISHED:
+                    # The host queued this failed job again (`closeup queue retry`): it is live once more.
+                    self._retried.discard(job_id)
+                    await self.bot.store.update_job(job_id, state="queued", finished_at=None, started_at=None)
+                    record = lane.record = dataclasses.replace(record, state="queued", finished_at=None,
+                                                               started_at=None)
                 if lane.started_at is not None and record.started_at is None:
                     await self.bot.store.update_job(job_id, started_at=lane.started_at)
                     record = lane.record = dataclasses.replace(record, started_at=lane.started_at)

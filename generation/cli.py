@@ -299,26 +299,34 @@ async def _queue_command(args: argparse.Namespace, config: Config) -> int:
         if not Path(q.path).exists():
             print(f"error: no job journal at {q.path} (queue.path): has `closeup bot` run here?", file=sys.stderr)
             return 1
-        if args.action == "cancel":
-            print("error: the embedded queue belongs to the running bot: cancel in Discord (/settings queue for "
-                  "server admins, /queue for your own), or stop the bot first. `closeup queue cancel` works with "
-                  "queue.backend = \"redis\".", file=sys.stderr)
+        if args.action in ("cancel", "retry"):
+            print(f"error: the embedded queue belongs to the running bot: `closeup queue {args.action}` works with "
+                  "queue.backend = \"redis\". Cancel from Discord (/settings queue for server admins, /queue for "
+                  "your own); a failed portrait is made again with its Re-roll button.", file=sys.stderr)
             return 1
         from generation.queue.local import LocalQueue
 
         queue = LocalQueue(q.path, runner=None)  # type: ignore[arg-type] - read only: no worker runs
     await queue.open_for_inspection()
     try:
+        if args.action in ("cancel", "retry") and not args.job:
+            print(f"error: closeup queue {args.action} JOB_ID", file=sys.stderr)
+            return EXIT_USAGE
         if args.action == "cancel":
-            if not args.job:
-                print("error: closeup queue cancel JOB_ID", file=sys.stderr)
-                return EXIT_USAGE
             if await queue.cancel(args.job):
                 print(f"cancelled {args.job}; its owner's message says so")
                 return 0
             print(f"error: {args.job} is not queued or running", file=sys.stderr)
             return 1
-        jobs = await queue.active_jobs()
+        if args.action == "retry":
+            event = await queue.retry(args.job)
+            if event is None:
+                print(f"error: {args.job} is not a failed or set-aside job the queue still keeps (or the bot has not "
+                      "reported its failure yet: try again in a moment)", file=sys.stderr)
+                return 1
+            print(f"queued {args.job} again at position {(event.position or 0) + 1}; its owner's message follows it")
+            return 0
+        jobs = await queue.active_jobs() + (await queue.set_aside_jobs() if args.all else [])
         if args.json:
             print(json.dumps([{"job_id": j.job_id, "state": str(j.state), "position": j.position,
                                "user_id": j.user_id, "guild_id": j.guild_id, "attempts": j.attempts,
@@ -331,8 +339,9 @@ async def _queue_command(args: argparse.Namespace, config: Config) -> int:
         for job in jobs:
             position = "-" if job.position is None else str(job.position + 1)
             waited = f"{(time.time() - job.enqueued_at) / 60:.0f} min"
+            why = f"  ({job.reason[:80]})" if job.reason and str(job.state) in ("failed", "poisoned") else ""
             print(f"{job.job_id:<32}  {job.state!s:<8}  {position:>3}  {waited:>8}  {job.attempts:>5}  "
-                  f"{job.user_id} / {job.guild_id or 'DM'}")
+                  f"{job.user_id} / {job.guild_id or 'DM'}{why}")
         return 0
     finally:
         await queue.close()
@@ -400,14 +409,16 @@ def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.
     worker.add_argument("--name", help="worker name (default: host name and process id)")
     worker.set_defaults(func=cmd_worker)
 
-    queue = sub.add_parser("queue", help="the host's view of the job queue: list, cancel",
+    queue = sub.add_parser("queue", help="the host's view of the job queue: list, cancel, retry",
                            description="ls: every queued and running job (any person, any server), with position, "
-                           "waiting time and attempts; cancel JOB: stop one (Redis queue; the embedded queue is "
-                           "cancelled from Discord). Works beside a running bot. Exit code: 0 done, 1 failed, 64 bad "
-                           "command line.")
-    queue.add_argument("action", choices=["ls", "cancel"])
-    queue.add_argument("job", nargs="?", help="the job id (cancel)")
+                           "waiting time and attempts (--all: also failed and set-aside ones, with why); cancel JOB: "
+                           "stop one; retry JOB: queue a failed or set-aside job again, its owner's message follows "
+                           "it (cancel and retry: Redis queue). Works beside a running bot. Exit code: 0 done, 1 "
+                           "failed, 64 bad command line.")
+    queue.add_argument("action", choices=["ls", "cancel", "retry"])
+    queue.add_argument("job", nargs="?", help="the job id (cancel, retry)")
     queue.add_argument("--json", action="store_true", help="ls: print JSON")
+    queue.add_argument("--all", action="store_true", help="ls: also failed and set-aside jobs still kept")
     queue.set_defaults(func=cmd_queue)
 
     models = sub.add_parser("models", help="list the models generation needs, or download them ahead of time",

@@ -53,6 +53,11 @@ def fewer_images_note(spec: JobSpec, smaller: bool) -> str:
             "Ask again for more, or try later when it is less busy.")
 
 
+# The reason on the QUEUED event of a failed or set-aside job the host queued again (`closeup queue retry`):
+# the bot takes such a job up again instead of treating it as finished.
+RETRIED = "Queued again by the host."
+
+
 class QueueStorageError(RuntimeError):
     """The job journal cannot be written or read; the message says why and what to do."""
 

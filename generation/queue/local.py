@@ -376,6 +376,10 @@ class LocalQueue:
         """Every queued and running job, whoever's (the host's `closeup queue ls`)."""
         return await self._db(self._status_rows, "state IN (?, ?)", ACTIVE)
 
+    async def set_aside_jobs(self) -> list[JobStatus]:
+        """Failed and set-aside jobs the journal still keeps, oldest first."""
+        return await self._db(self._status_rows, "state IN (?, ?)", (JobState.FAILED, JobState.POISONED))
+
     async def open_for_inspection(self) -> None:
         """Open the journal to read it, without a worker and without recovering running jobs: the bot that
         owns this journal may be running in another process."""

@@ -65,7 +65,7 @@ from generation.jobs import (
     results_to_json,
     without_images,
 )
-from generation.queue.base import JobStatus, QueueStorageError
+from generation.queue.base import RETRIED, JobStatus, QueueStorageError
 from generation.queue.scheduler import EtaEstimator, Limits, assign_round, check_counts
 
 log = logging.getLogger(__name__)
@@ -632,17 +632,17 @@ class RedisQueue:
 
     # ------------------------------------------------------------------ public API
 
-    async def submit(self, spec: JobSpec) -> JobEvent:
+    async def submit(self, spec: JobSpec, *, reason: str = "") -> JobEvent:
         """Store the job (idempotent by job_id) and return its queued event; QueueLimitError on a cap."""
         with self._storage("accept the job"):
             for _ in range(100):
                 try:
-                    return await self._try_submit(spec)
+                    return await self._try_submit(spec, reason)
                 except WatchError:  # someone queued, claimed or finished meanwhile: decide again
                     continue
             raise QueueStorageError("The queue is too busy to accept the job right now; try again shortly.")
 
-    async def _try_submit(self, spec: JobSpec) -> JobEvent:
+    async def _try_submit(self, spec: JobSpec, reason: str = "") -> JobEvent:
         keys, job_key = self.keys, self.keys.job(spec.job_id)
         async with self._store.client.pipeline(transaction=True) as pipe:
             user_key = keys.user_active(spec.user_id)
@@ -665,7 +665,7 @@ class RedisQueue:
             ahead = await pipe.zcount(keys.waiting, "-inf", f"({round_}")
             ahead += sum(m < member for m in await pipe.zrange(keys.waiting, round_, round_, byscore=True))
             eta = await self._eta(ahead)
-            event = JobEvent(EventKind.QUEUED, spec.job_id, position=ahead, eta_s=eta)
+            event = JobEvent(EventKind.QUEUED, spec.job_id, position=ahead, eta_s=eta, reason=reason)
             pipe.multi()
             pipe.hset(job_key, mapping={
                 "spec": spec.to_json(), "state": str(JobState.QUEUED), "attempts": 0, "failures": 0, "smaller": 0,
@@ -704,6 +704,31 @@ class RedisQueue:
             active = await self._store.client.hgetall(self.keys.active)
             ids = [job_id for job_id, _, _, _ in _active_entries(active)]
             return [s for s in await self._statuses(ids) if s.state in (JobState.QUEUED, JobState.RUNNING)]
+
+    async def set_aside_jobs(self) -> list[JobStatus]:
+        """Failed and set-aside jobs the queue still keeps (for queue.keep_finished_s), oldest first."""
+        with self._storage("list the jobs"):
+            prefix = self.keys.job("")
+            ids = [key.removeprefix(prefix) async for key in
+                   self._store.client.scan_iter(match=self.keys.job("*"), count=500)]
+            return [s for s in await self._statuses(ids) if s.state in (JobState.FAILED, JobState.POISONED)]
+
+    async def retry(self, job_id: str) -> JobEvent | None:
+        """Queue a failed or set-aside job again as it was (same id and photos, attempts from zero); the
+        bot hears a QUEUED event whose reason is RETRIED and takes the job up again. None if the job is not
+        failed or set aside (or has expired), or the bot has not yet taken its failure (then its late
+        acknowledgement would land on the new run)."""
+        with self._storage("queue the job again"):
+            client = self._store.client
+            state, spec_json, delivered = await client.hmget(self.keys.job(job_id), ["state", "spec", "delivered"])
+            if not spec_json or _state(state) not in (JobState.FAILED, JobState.POISONED) or delivered != "1":
+                return None
+            spec = JobSpec.from_json(spec_json)
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(self.keys.job(job_id))
+                pipe.srem(self.keys.undelivered, job_id)
+                await pipe.execute()
+        return await self.submit(spec, reason=RETRIED)
 
     async def open_for_inspection(self) -> None:
         """Connect without reading events or reclaiming jobs: for the host's tools beside a running bot."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fake_generator import FastGenerator
-from harness import buttons, ephemeral_reply, photo, result_of, run, text_of, world
+from harness import bot_config, buttons, ephemeral_reply, photo, result_of, run, text_of, world
 
 
 def test_restart_mid_job_delivers_results_and_old_buttons_still_work(tmp_path: Path) -> None:
@@ -310,3 +310,65 @@ def test_mentioning_the_bot_is_not_an_error(tmp_path: Path, caplog: pytest.LogCa
     assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records
                                                                           if r.levelname == "ERROR"]
     assert not [r for r in caplog.records if "CommandNotFound" in r.getMessage()]
+
+
+def test_a_job_the_host_retries_after_it_was_set_aside_is_delivered_to_its_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Redis set-up: a worker crashes on a job until it is set aside and the person is told; the host
+    fixes the fault and runs `closeup queue retry`: the same message shows the new progress and the results."""
+    import uuid
+
+    from redis_server import redis_url as private_redis_url
+
+    from generation.cli import main as closeup
+    from generation.queue.worker import Worker
+
+    class Flaky(FastGenerator):
+        broken = True
+
+        def run(self, spec, progress, cancelled):  # type: ignore[no-untyped-def]
+            if self.broken:
+                raise RuntimeError("boom: a bug the host fixes")
+            return super().run(spec, progress, cancelled)
+
+    generator = Flaky()
+
+    with private_redis_url() as url:
+        prefix = f"e2e{uuid.uuid4().hex[:6]}:"
+        monkeypatch.setenv("CLOSEUP_QUEUE__BACKEND", "redis")
+        monkeypatch.setenv("CLOSEUP_QUEUE__REDIS_URL", url)
+        monkeypatch.setenv("CLOSEUP_QUEUE__REDIS_PREFIX", prefix)
+        base = bot_config(tmp_path)
+        config = dataclasses.replace(base, queue=dataclasses.replace(
+            base.queue, backend="redis", redis_url=url, redis_prefix=prefix, max_failures=1))
+
+        async def body() -> None:
+            worker = Worker("w", url, generator, prefix=prefix, heartbeat_s=0.2, dead_after_s=1.0, max_failures=1,
+                            shutdown_grace_s=1.0)
+            task = asyncio.create_task(worker.run())
+            try:
+                async with world(tmp_path, generator, config) as w:
+                    await w.bot.store.add_reference(w.alice.id, photo(), "pass", ())
+                    inter = await w.slash(w.alice, "portrait")
+                    await inter.wait_message(lambda m: "set aside" in text_of(m), timeout=20)
+                    failed = await w.bot.queue.set_aside_jobs()
+                    assert len(failed) == 1
+                    for _ in range(100):  # the bot has recorded the failure (and acknowledged it)
+                        record = await w.bot.store.job(failed[0].job_id)
+                        if record is not None and record.state == "failed":
+                            break
+                        await asyncio.sleep(0.05)
+                    assert await w.bot.store.guild_jobs(w.guild.id) == []  # finished, as far as the bot knows
+                    generator.broken = False
+                    code = await asyncio.to_thread(closeup, ["queue", "retry", failed[0].job_id])
+                    assert code == 0
+                    result = await result_of(inter, timeout=30)
+                    assert result["attachments"]
+                    record = await w.bot.store.job(failed[0].job_id)
+                    assert record is not None and record.state == "done"
+            finally:
+                worker.stop()
+                await asyncio.wait_for(task, 10)
+
+        run(body, timeout=90)

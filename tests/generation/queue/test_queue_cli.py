@@ -100,3 +100,56 @@ def test_ls_without_a_journal_says_so(tmp_path: Path, capsys: pytest.CaptureFixt
     monkeypatch.setenv("CLOSEUP_QUEUE__PATH", str(tmp_path / "none.db"))
     assert main(["queue", "ls"]) == 1
     assert "no job journal" in capsys.readouterr().err
+
+
+def test_a_set_aside_job_is_listed_with_why_and_retried_by_the_host(
+    redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that crashed its worker until it was set aside; the fault fixed, the host queues it again: the
+    bot's queue hears QUEUED with the RETRIED reason, a worker runs it, it finishes with results."""
+    from generation.queue.base import RETRIED
+    from generation.queue.worker import Worker
+
+    monkeypatch.setenv("CLOSEUP_QUEUE__BACKEND", "redis")
+    monkeypatch.setenv("CLOSEUP_QUEUE__REDIS_URL", redis_url)
+    monkeypatch.setenv("CLOSEUP_QUEUE__REDIS_PREFIX", "retry:")
+    job = JobSpec(user_id="u1", guild_id="g1", count=2, seed=5)
+    runner = FakeRunner(fail_with={job.job_id: RuntimeError("boom: a bug in the worker")})
+
+    async def until(events: asyncio.Queue, kind: EventKind) -> object:
+        while True:
+            event = await asyncio.wait_for(events.get(), 20)
+            if event.kind == kind and event.job_id == job.job_id:
+                return event
+
+    async def scenario() -> None:
+        worker = Worker("w1", redis_url, runner, prefix="retry:", heartbeat_s=0.2, dead_after_s=1.0,
+                        max_failures=1, shutdown_grace_s=1.0)
+        async with RedisQueue(redis_url, prefix="retry:", limits=Limits(per_user=5, per_guild=10)) as queue:
+            events = queue.subscribe()
+            task = asyncio.create_task(worker.run())
+            try:
+                await queue.submit(job)
+                failed = await until(events, EventKind.FAILED)
+                assert "set aside" in failed.reason
+                code, out, _ = await asyncio.to_thread(_cli, ["queue", "ls"], capsys)
+                assert job.job_id not in out  # not active
+                code, out, _ = await asyncio.to_thread(_cli, ["queue", "ls", "--all"], capsys)
+                assert job.job_id in out and "poisoned" in out and "boom" in out
+                runner.fail_with.clear()  # the host fixed the fault
+                code, _, err = await asyncio.to_thread(_cli, ["queue", "retry", job.job_id], capsys)
+                assert code == 1 and "not reported its failure yet" in err  # the bot has not taken it yet
+                await queue.ack(job.job_id)  # as the bot does once the person was told
+                code, out, _ = await asyncio.to_thread(_cli, ["queue", "retry", job.job_id], capsys)
+                assert code == 0 and "queued" in out
+                queued = await until(events, EventKind.QUEUED)
+                assert queued.reason == RETRIED
+                await until(events, EventKind.DONE)
+                assert [r.seed for r in await queue.results(job.job_id)] == [5, 6]
+                code, _, err = await asyncio.to_thread(_cli, ["queue", "retry", job.job_id], capsys)
+                assert code == 1 and "not a failed or set-aside job" in err  # done jobs are not retried
+            finally:
+                worker.stop()
+                await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
