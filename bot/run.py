@@ -101,8 +101,10 @@ def warn_if_generation_cannot_run_here(config: Config) -> None:
 
 def run_bot(config: Config) -> int:
     """Every setup problem is one clear line and exit 2; checks that need no network come first."""
-    checks = (lambda: token_problem(config.discord.token), lambda: data_problem(config),
-              lambda: asyncio.run(redis_problem(config)))
+    from generation.licences import refusal as licence_refusal
+
+    checks = (lambda: token_problem(config.discord.token), lambda: licence_refusal(config),
+              lambda: data_problem(config), lambda: asyncio.run(redis_problem(config)))
     for check in checks:
         problem = check()
         if problem:

@@ -127,8 +127,18 @@ def _load_photos(paths: list[str], config: Config) -> list:
     return [load_image_file(path, **config.images.load_options()) for path in paths]
 
 
+def licence_refusal(config: Config) -> str | None:
+    from generation.licences import refusal
+
+    return refusal(config)
+
+
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     """Reference photos + prompt → portraits, likeness per image, and a contact sheet."""
+    refused = licence_refusal(config)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     from generation.contact_sheet import contact_sheet
     from generation.engine import Engine, build_reference
     from generation.faces import FaceModelMissingError
@@ -218,6 +228,10 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
     if config.queue.backend != "redis" and not args.redis_url:
         print("error: `closeup worker` serves the Redis queue; set queue.backend = \"redis\" (and queue.redis_url). "
               "With the embedded queue the worker runs inside `closeup bot`.", file=sys.stderr)
+        return 2
+    refused = licence_refusal(config)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     return asyncio.run(run_worker(args.config, redis_url=args.redis_url, name=args.name))
 

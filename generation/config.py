@@ -143,6 +143,9 @@ class GenerationConfig:
     safety_checker: bool = _setting(False)
     # Never download: load models only from the Hugging Face cache or the local paths below.
     offline: bool = _setting(False)
+    # Refuse to start (bot, worker, generate) when a part of the configured stack does not allow commercial
+    # use; `closeup doctor` lists each part's licence either way.
+    require_commercial_licence: bool = _setting(False)
     # The embedded worker loads the models when the bot starts, not at the first /portrait (which would
     # wait minutes); /queue says "warming up" meanwhile.
     warm_up: bool = _setting(True)

@@ -43,7 +43,8 @@ from generation.models import (
 Status = Literal["ok", "warn", "fail", "skip"]
 STATUSES: tuple[Status, ...] = ("ok", "warn", "fail", "skip")
 # The first word of every row's name; a row per area is always present, whatever the machine.
-AREAS = ("python", "package", "gpu", "model", "insightface", "redis", "data", "disk", "discord", "huggingface")
+AREAS = ("python", "package", "gpu", "model", "insightface", "licence", "redis", "data", "disk", "discord",
+         "huggingface")
 
 GB = 1_000_000_000
 DISK_FAIL_BYTES = 2 * GB
@@ -666,6 +667,27 @@ def check_huggingface(config: Config, *, online: bool, endpoint: str | None = No
 # --------------------------------------------------------------------------- running and output
 
 
+def check_licences(config: Config) -> list[Check]:
+    """Each part's licence (information), and one line on commercial use: a warning when some part does
+    not allow it, a failure when generation.require_commercial_licence asks for a commercially clean stack."""
+    from generation.licences import stack, verdict
+
+    parts = stack(config)
+    strict = config.generation.require_commercial_licence
+    rows = []
+    for part in parts:
+        terms = part.terms
+        status: Status = "fail" if strict and not terms.commercial else "ok"
+        note = f" ({terms.note})" if terms.note else ""
+        rows.append(Check(f"licence {part.name}", status, f"{terms.licence}{note}; used for {part.use}",
+                          "" if terms.commercial else "replace it, or use closeup only where non-commercial use "
+                          "is allowed"))
+    cleared = all(part.terms.commercial for part in parts)
+    rows.append(Check("licence verdict", "ok" if cleared else ("fail" if strict else "warn"), verdict(parts),
+                      "" if cleared else "generation.require_commercial_licence = true refuses to start this stack"))
+    return rows
+
+
 def _guarded(area: str, probe: Callable[[], Check | list[Check]]) -> list[Check]:
     try:
         found = probe()
@@ -699,6 +721,7 @@ def run_doctor(config: Config, *, online: bool, worker: bool = False,
         ("gpu", lambda: check_gpu(config.generation, scope, config.queue.job_timeout_s)),
         ("model", lambda: check_models(config, scope, online=online, endpoint=endpoints.huggingface)),
         ("insightface", lambda: check_packs(config, scope)),
+        ("licence", lambda: check_licences(config)),
         ("redis", lambda: check_redis(config.queue)),
         ("data", lambda: check_data_folders(config)),
         ("disk", lambda: check_disks(config)),
