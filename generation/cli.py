@@ -142,11 +142,10 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     from generation.contact_sheet import contact_sheet
     from generation.engine import Engine, build_reference
     from generation.faces import FaceModelMissingError
-    from generation.faces.dlib_backend import DlibAnalyzer
     from generation.images import ImageError, encode_png
     from generation.jobs import PortraitJob
     from generation.likeness import ReferenceSetError
-    from generation.loading import conditioning_analyzer, load_backend
+    from generation.loading import conditioning_analyzer, likeness_analyzer, load_backend, reference_crops
     from generation.models import ModelMissingError
     from generation.pipelines.types import GenerationError, OutOfMemory
     from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
@@ -161,8 +160,9 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     job = PortraitJob(prompt=args.prompt, style=args.style, framing=args.framing, count=args.n, seed=args.seed,
                       identity_strength=args.identity_strength)
     try:
-        conditioning = conditioning_analyzer(config)
-        reference = build_reference(photos, conditioning, DlibAnalyzer())
+        likeness = likeness_analyzer(config)
+        conditioning = conditioning_analyzer(config, likeness)
+        reference = build_reference(photos, conditioning, likeness, crops=reference_crops(config))
         for message in reference.messages:
             print(f"note: {message}", file=sys.stderr)
         backend = load_backend(config)
@@ -183,7 +183,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
         bar.n = done
         bar.refresh()
 
-    engine = Engine(backend, DlibAnalyzer(), config.generation)
+    engine = Engine(backend, likeness, config.generation)
     try:
         smaller = False
         while True:  # the queue's out-of-memory policy: once more with one image, then a clear failure

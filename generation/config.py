@@ -99,13 +99,17 @@ class ImagesConfig:
 
 @dataclass(frozen=True)
 class FacesConfig:
-    backend: str = _setting("auto", _one_of("auto", "dlib", "insightface"))
+    # opencv: YuNet + SFace (MIT / Apache-2.0), downloaded on first use; the one choice cleared for commercial use.
+    backend: str = _setting("auto", _one_of("auto", "dlib", "insightface", "opencv"))
     # Folder holding insightface model packs (<dir>/models/<pack>/*.onnx).
     insightface_root: str = _setting("~/.insightface")
     # buffalo_l for checks and likeness; antelopev2 is what InstantID expects.
     insightface_pack: str = _setting("buffalo_l", _one_of("buffalo_l", "antelopev2"))
     # Download the pack on first use when it is missing (needs internet).
     insightface_download: bool = _setting(True)
+    # Folder for the OpenCV Zoo face models (faces.backend = "opencv"), downloaded there on first use.
+    opencv_root: str = _setting("~/.closeup/opencv-models")
+    opencv_download: bool = _setting(True)
     # Long side of the copy the detector sees.
     detect_max_side: int = _setting(800, _between(160, 4096))
     # dlib HOG: upsample once more when nothing is found (finds faces down to ~12-16 px between eyes).
@@ -116,7 +120,11 @@ class FacesConfig:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    backend: str = _setting("instantid", _one_of("instantid", "faceid"))
+    # instantid / faceid: SDXL with a face-embedding adapter (non-commercial weights); edit: an Apache-2.0
+    # reference-image editor that takes the selfie's face crop itself (see editor).
+    backend: str = _setting("instantid", _one_of("instantid", "faceid", "edit"))
+    # The editor of backend "edit": FLUX.2 [klein] 4B (fast, ~13 GB), or Qwen-Image-Edit-2511 (20B, large GPUs).
+    editor: str = _setting("flux2-klein", _one_of("flux2-klein", "qwen-image-edit"))
     # auto: cuda, then mps, then cpu.
     device: str = _setting("auto", _one_of("auto", "cuda", "mps", "cpu"))
     # auto: float16 on cuda/mps, float32 on cpu.
@@ -178,6 +186,12 @@ class ModelsConfig:
     lcm: str = _setting("latent-consistency/lcm-lora-sdxl")
     lcm_revision: str = _setting("main")
     lcm_path: str = _setting("")
+    flux2_klein: str = _setting("black-forest-labs/FLUX.2-klein-4B")
+    flux2_klein_revision: str = _setting("main")
+    flux2_klein_path: str = _setting("")
+    qwen_edit: str = _setting("Qwen/Qwen-Image-Edit-2511")
+    qwen_edit_revision: str = _setting("main")
+    qwen_edit_path: str = _setting("")
     safety_checker: str = _setting("CompVis/stable-diffusion-safety-checker")
     safety_checker_revision: str = _setting("main")
     safety_checker_path: str = _setting("")

@@ -346,8 +346,13 @@ def check_gpu(generation: GenerationConfig, scope: Scope, job_timeout_s: float =
 
 def needed_models(generation: GenerationConfig) -> list[str]:
     """The models the configured backend and preset load, in loading order."""
-    keys = ["base", *(["instantid"] if generation.backend == "instantid" else ["faceid", "image_encoder"])]
-    keys += [generation.preset] if generation.preset in ("lightning", "lcm") else []
+    if generation.backend == "edit":  # one pipeline folder; the SDXL presets do not apply
+        from generation.models import EDITOR_MODELS
+
+        keys = [EDITOR_MODELS[generation.editor]]
+    else:
+        keys = ["base", *(["instantid"] if generation.backend == "instantid" else ["faceid", "image_encoder"])]
+        keys += [generation.preset] if generation.preset in ("lightning", "lcm") else []
     return keys + (["safety_checker"] if generation.safety_checker else [])
 
 
@@ -452,10 +457,14 @@ SELFIE_CHECKS = "selfie checks"
 
 
 def pack_uses(faces: FacesConfig, generation: GenerationConfig) -> dict[str, list[str]]:
-    """Pack name → what uses it: selfie checks (faces.insightface_pack) and generation's face embedding."""
-    uses: dict[str, list[str]] = {faces.insightface_pack: [SELFIE_CHECKS]}
-    conditioning = "antelopev2" if generation.backend == "instantid" else "buffalo_l"  # as generation/loading.py
-    uses.setdefault(conditioning, []).append(f"{generation.backend} generation")
+    """Pack name → what uses it: selfie checks (faces.insightface_pack) and generation's face embedding (none for
+    an editor, which measures the reference with the likeness model; as generation/loading.py)."""
+    uses: dict[str, list[str]] = {}
+    if faces.backend != "opencv":
+        uses[faces.insightface_pack] = [SELFIE_CHECKS]
+    if generation.backend != "edit":
+        conditioning = "antelopev2" if generation.backend == "instantid" else "buffalo_l"
+        uses.setdefault(conditioning, []).append(f"{generation.backend} generation")
     return uses
 
 
@@ -487,7 +496,30 @@ def check_pack(pack: str, uses: list[str], config: Config, scope: Scope) -> Chec
 
 
 def check_packs(config: Config, scope: Scope) -> list[Check]:
-    return [check_pack(pack, uses, config, scope) for pack, uses in pack_uses(config.faces, config.generation).items()]
+    rows = [check_pack(pack, uses, config, scope) for pack, uses in pack_uses(config.faces, config.generation).items()]
+    return rows + check_opencv_models(config)
+
+
+def check_opencv_models(config: Config) -> list[Check]:
+    """YuNet and SFace of faces.backend = 'opencv': on disk, or downloaded on first use."""
+    from generation.faces.opencv_backend import DETECTOR, RECOGNIZER
+
+    faces = config.faces
+    if faces.backend != "opencv":
+        return []
+    rows = []
+    folder = Path(faces.opencv_root).expanduser()
+    for model, use in ((DETECTOR, "selfie checks and faces in outputs"), (RECOGNIZER, "likeness scores")):
+        name, path = f"opencv {model.file.split('_2')[0]}", folder / model.file
+        if path.is_file() and path.stat().st_size >= model.min_bytes:
+            rows.append(Check(name, "ok", f"{path} ({path.stat().st_size / 1e6:.1f} MB, for {use}); {model.licence}"))
+        elif faces.opencv_download:
+            rows.append(Check(name, "warn", f"not in {folder}; downloaded on first use (for {use}; needs internet)",
+                              f"download {model.url} into {folder}"))
+        else:
+            rows.append(Check(name, "fail", f"not in {folder} and faces.opencv_download = false (for {use})",
+                              f"download {model.url} into {folder}, or set faces.opencv_download = true"))
+    return rows
 
 
 # --------------------------------------------------------------------------- Redis
@@ -720,7 +752,7 @@ def run_doctor(config: Config, *, online: bool, worker: bool = False,
         ("package", lambda: check_packages(config, scope)),
         ("gpu", lambda: check_gpu(config.generation, scope, config.queue.job_timeout_s)),
         ("model", lambda: check_models(config, scope, online=online, endpoint=endpoints.huggingface)),
-        ("insightface", lambda: check_packs(config, scope)),
+        ("face models", lambda: check_packs(config, scope)),
         ("licence", lambda: check_licences(config)),
         ("redis", lambda: check_redis(config.queue)),
         ("data", lambda: check_data_folders(config)),

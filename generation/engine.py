@@ -34,6 +34,8 @@ from generation.pipelines.framing import target_keypoints
 from generation.pipelines.refine import RefineSettings, face_at_keypoints, redenoise_steps, refine_all
 from generation.pipelines.types import Backend, GenerationError, GenerationRequest, IdentityEmbedding, Img2ImgRequest
 from generation.prompts import LintResult, lint_prompt, stricter_policy
+from generation.quality.checks import Measured
+from generation.quality.crop import reference_crop
 from generation.quality.gate import main_face_first
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Reference:
     keypoints: np.ndarray  # 5 landmarks of the best photo: the pose the framing keeps
     messages: tuple[str, ...] = ()
     face_crop: np.ndarray | None = None  # the best photo's face aligned at 224 px (FaceID-Plus reads it)
+    crops: tuple[np.ndarray, ...] = ()  # the gate's face-centred crops of the best photos (what editors see)
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,17 +90,29 @@ def _main_faces(analyzer: FaceAnalyzer, photos: Sequence[LoadedImage]) -> tuple[
     return faces, notes
 
 
+def reference_crops(photos: Sequence[LoadedImage], faces: Sequence[Face | None], used: Sequence[int],
+                    count: int) -> tuple[np.ndarray, ...]:
+    """The gate's face-centred crops of the ``count`` best photos among ``used``: the largest faces first (pixels
+    between the eyes in the copy the crop is cut from, turned heads corrected), since a bigger face carries more
+    of the person's identity to the editor."""
+    measured = [Measured.build(photos[i], photos[i].pixels, [faces[i]]) for i in used if faces[i] is not None]
+    measured.sort(key=lambda m: m.face.inter_eye_distance / m.yaw_factor, reverse=True)
+    return tuple(reference_crop(m) for m in measured[:count])
+
+
 def build_reference(photos: Sequence[LoadedImage], conditioning: FaceAnalyzer,
-                    likeness: FaceAnalyzer | None = None) -> Reference:
-    """Measure the person on every photo; fails (ReferenceSetError) before any GPU time is spent."""
+                    likeness: FaceAnalyzer | None = None, *, crops: int = 0) -> Reference:
+    """Measure the person on every photo; fails (ReferenceSetError) before any GPU time is spent. ``crops``:
+    how many face crops to cut for an editor backend (0 for the embedding backends)."""
     if not photos:
         raise ReferenceSetError("Send at least one photo of yourself.")
     cond_faces, notes = _main_faces(conditioning, photos)
     cond = combine_references(cond_faces)
     if likeness is None or likeness is conditioning:
         like = cond
-        notes.append("Likeness is measured with the same face model that conditions the generator, "
-                     "which can flatter the scores.")
+        if not crops:  # an editor is not conditioned on this model's embedding: nothing to flatter
+            notes.append("Likeness is measured with the same face model that conditions the generator, "
+                         "which can flatter the scores.")
     else:
         like_faces, _ = _main_faces(likeness, photos)
         try:
@@ -110,7 +125,8 @@ def build_reference(photos: Sequence[LoadedImage], conditioning: FaceAnalyzer,
     keypoints = np.asarray(cond_faces[best].landmarks5, dtype=np.float64)  # type: ignore[union-attr]
     messages = tuple(dict.fromkeys([*notes, *cond.messages, *like.messages]))
     crop = arcface_crop(photos[best].pixels, keypoints, size=FACE_CROP_SIZE)
-    return Reference(conditioning=cond, likeness=like, keypoints=keypoints, messages=messages, face_crop=crop)
+    return Reference(conditioning=cond, likeness=like, keypoints=keypoints, messages=messages, face_crop=crop,
+                     crops=reference_crops(photos, cond_faces, cond.used, crops) if crops else ())
 
 
 def identity_of(reference: Reference) -> IdentityEmbedding:
@@ -129,13 +145,22 @@ class Engine:
         self.config = config
 
     def _sampling(self, guidance: float) -> tuple[int, float]:
+        prescribed = getattr(self.backend, "sampling", None)  # an editor's model card, not the SDXL presets
+        if prescribed is not None:
+            return prescribed
         return PRESET_SAMPLING.get(self.config.preset, (self.config.steps, guidance))
+
+    def _canvas(self, framing: str) -> tuple[int, int]:
+        canvas = getattr(self.backend, "canvas", None)
+        if canvas is None:
+            return self.config.width, self.config.height
+        return canvas(framing, self.config.width, self.config.height)
 
     def request_for(
         self, job: PortraitJob, reference: Reference, lint: LintResult, base_seed: int
     ) -> GenerationRequest:
         steps, guidance = self._sampling(lint.guidance_scale)
-        width, height = self.config.width, self.config.height
+        width, height = self._canvas(lint.framing)
         return GenerationRequest(
             prompt=lint.prompt,
             negative_prompt=lint.negative_prompt,
@@ -149,6 +174,8 @@ class Engine:
             identity_scale=job.identity_strength if job.identity_strength is not None else lint.identity_scale,
             controlnet_scale=lint.controlnet_scale,
             face_crop=reference.face_crop,
+            framing=lint.framing,
+            references=reference.crops,
         )
 
     def _generate(self, request: GenerationRequest, progress: ProgressCallback | None) -> list[np.ndarray]:
@@ -195,6 +222,7 @@ class Engine:
             raise GenerationError(f"Ask for 1 to {self.config.max_images} images (got {job.count}).")
         policy = stricter_policy(self.config.nsfw_policy, job.nsfw_policy)
         lint = lint_prompt(job.prompt, style=job.style, framing=job.framing, nsfw_policy=policy,
+                           max_tokens=getattr(self.backend, "max_prompt_tokens", 77),
                            count_tokens=getattr(self.backend, "count_tokens", None))
         base_seed = job.seed if job.seed is not None else random.SystemRandom().randrange(2**31 - 1)
         refined_seeds: set[int] = set()

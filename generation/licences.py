@@ -10,6 +10,7 @@ model configured from another repository is "unknown" and counted as not cleared
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from generation.config import Config, ModelsConfig
 
@@ -38,6 +39,14 @@ MODEL_TERMS = {
     "lightning": Terms("CreativeML Open RAIL++-M", True, "use-based restrictions apply"),
     "lcm": Terms("CreativeML Open RAIL++-M", True, "use-based restrictions apply"),
     "safety_checker": Terms("CreativeML OpenRAIL-M", True, "use-based restrictions apply"),
+    "flux2_klein": Terms("Apache-2.0 (FLUX.2 [klein] 4B; the 9B klein and FLUX.2 [dev] are non-commercial)", True),
+    "qwen_edit": Terms("Apache-2.0 (Qwen-Image-Edit-2511)", True),
+}
+# Models whose repositories carry their licence as a file: a configured folder without it cannot be cleared.
+LICENCE_FILE_MODELS = ("flux2_klein", "qwen_edit")
+OPENCV_TERMS = {
+    "detector": Terms("MIT (OpenCV Zoo's YuNet, face_detection_yunet/LICENSE)", True),
+    "recognizer": Terms("Apache-2.0 (OpenCV Zoo's SFace, face_recognition_sface/LICENSE)", True),
 }
 INSIGHTFACE_TERMS = Terms("insightface model packs: non-commercial research use", False,
                           "the packs' licence excludes commercial use")
@@ -56,16 +65,39 @@ def stack(config: Config) -> list[Part]:
     defaults = ModelsConfig()
     for key in needed_models(config.generation):
         ref = model_ref(config.models, key)
-        default = ref.repo_id == getattr(defaults, key) and not ref.local_path
-        terms = MODEL_TERMS[key] if default else UNKNOWN_TERMS
+        if key in LICENCE_FILE_MODELS and ref.local_path:
+            terms = _terms_from_licence_file(Path(ref.local_path), MODEL_TERMS[key])
+        elif ref.repo_id == getattr(defaults, key) and not ref.local_path:
+            terms = MODEL_TERMS[key]
+        else:
+            terms = UNKNOWN_TERMS
         parts.append(Part(f"{ROLES[key]} ({ref.local_path or ref.repo_id})", "generation", terms))
     for pack, uses in pack_uses(config.faces, config.generation).items():
         if uses == ["selfie checks"] and config.faces.backend == "dlib":
             continue
         parts.append(Part(f"insightface {pack}", " and ".join(uses), INSIGHTFACE_TERMS))
-    parts.append(Part("dlib face models (face_recognition_models)", "selfie checks and likeness scores",
-                      DLIB_68_TERMS))
+    if config.faces.backend == "opencv":
+        parts.append(Part("OpenCV YuNet face detector", "selfie checks and faces in outputs", OPENCV_TERMS["detector"]))
+        parts.append(Part("OpenCV SFace face recogniser", "likeness scores", OPENCV_TERMS["recognizer"]))
+    else:
+        parts.append(Part("dlib face models (face_recognition_models)", "selfie checks and likeness scores",
+                          DLIB_68_TERMS))
     return parts
+
+
+def _terms_from_licence_file(folder: Path, expected: Terms) -> Terms:
+    """A downloaded model folder is cleared when it holds the licence its model card names (Apache-2.0): read
+    it, since a folder can hold anything. No licence file, or another licence, is not cleared."""
+    files = sorted(path for pattern in ("LICENSE*", "LICENCE*") for path in folder.glob(pattern) if path.is_file())
+    if not files:
+        return Terms("unknown: no LICENSE file in the model folder", False,
+                     f"{folder} holds no licence file; download the model with its LICENSE (closeup models pull "
+                     "fetches it) so its terms can be read")
+    text = " ".join(path.read_text(errors="replace")[:4000] for path in files)
+    if "Apache License" in text:
+        return expected
+    return Terms(f"unknown: {files[0].name} is not the Apache License", False,
+                 f"read {files[0]} and decide; the model card of the default repository says Apache-2.0")
 
 
 def not_cleared(parts: list[Part]) -> list[Part]:

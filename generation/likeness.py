@@ -75,6 +75,18 @@ CALIBRATIONS: tuple[Calibration, ...] = (
         source="ArcFace (insightface buffalo_l / antelopev2): same person cosine >= 0.32 (DeepFace threshold, "
         "insightface community 0.28); real photos of one person median 0.46 (WithAnyone paper)",
     ),
+    Calibration(
+        family="sface-128",
+        measure="cosine",
+        # OpenCV's SFace: cosine >= 0.363 is the same person (the OpenCV Zoo demo and FaceRecognizerSF docs; the
+        # L2 form is <= 1.128). The typical genuine pair is put as far above the line as ArcFace's (+0.14) until
+        # benchmarks/eval_likeness.py is run with the real weights.
+        same_person=0.363,
+        anchors=((0.0, 0.0), (0.363, 0.5), (0.5, 0.75), (1.0, 1.0)),
+        dims=128,
+        source="OpenCV SFace (face_recognition_sface_2021dec): same person cosine >= 0.363 (OpenCV Zoo); typical "
+        "genuine pair 0.5 assumed",
+    ),
 )
 
 

@@ -28,7 +28,11 @@ ROLES = {
     "lightning": "SDXL-Lightning LoRA",
     "lcm": "LCM-LoRA for SDXL",
     "safety_checker": "Stable Diffusion safety checker",
+    "flux2_klein": "FLUX.2 [klein] 4B editor",
+    "qwen_edit": "Qwen-Image-Edit-2511 editor",
 }
+# generation.editor -> the ModelsConfig key of its weights.
+EDITOR_MODELS = {"flux2-klein": "flux2_klein", "qwen-image-edit": "qwen_edit"}
 
 
 class ModelMissingError(RuntimeError):
@@ -126,6 +130,17 @@ MODEL_FILES = {
     "lightning": ModelFiles((), (), "CreativeML Open RAIL++-M"),  # the file name comes from diffusers_common
     "lcm": ModelFiles(("pytorch_lora_weights.safetensors",), ("pytorch_lora_weights.safetensors",),
                       "CreativeML Open RAIL++-M"),
+    # Editors: one diffusers pipeline folder each (the text encoder's weights may be sharded).
+    "flux2_klein": ModelFiles(
+        ("model_index.json", "transformer/config.json", "text_encoder/config.json", "vae/config.json"),
+        ("model_index.json", "scheduler/*", "tokenizer/*", "*/config.json", "text_encoder/*.safetensors*",
+         "*/diffusion_pytorch_model*.safetensors*", "LICENSE*"),
+        "Apache-2.0"),
+    "qwen_edit": ModelFiles(
+        ("model_index.json", "transformer/config.json", "text_encoder/config.json", "processor/tokenizer_config.json"),
+        ("model_index.json", "scheduler/*", "tokenizer/*", "processor/*", "*/config.json", "*/generation_config.json",
+         "text_encoder/*.safetensors*", "*/diffusion_pytorch_model*.safetensors*", "LICENSE*"),
+        "Apache-2.0"),
     "safety_checker": ModelFiles(("config.json", "preprocessor_config.json"),
                                  ("config.json", "preprocessor_config.json", "*.safetensors"),
                                  "CreativeML OpenRAIL-M (CompVis)"),
@@ -314,10 +329,11 @@ def pick_device(setting: str) -> str:
     return "cpu"
 
 
-def pick_dtype(setting: str, device: str) -> Any:
-    """Half precision on accelerators, float32 on the CPU (CPU half kernels are slow or missing)."""
+def pick_dtype(setting: str, device: str, half: str = "float16") -> Any:
+    """Half precision on accelerators, float32 on the CPU (CPU half kernels are slow or missing). ``half``:
+    which half precision the model was trained for (FLUX.2 and Qwen-Image overflow in float16: bfloat16)."""
     import torch
 
     if setting == "auto":
-        return torch.float16 if device in ("cuda", "mps") else torch.float32
+        return getattr(torch, half) if device in ("cuda", "mps") else torch.float32
     return getattr(torch, setting)

@@ -52,3 +52,12 @@ def arcface_crop(rgb: np.ndarray, landmarks5: np.ndarray, size: int = ARCFACE_SI
     template scaled to ``size``, black outside the image."""
     matrix = similarity_matrix(landmarks5, ARCFACE_TEMPLATE * (size / ARCFACE_SIZE))
     return cv2.warpAffine(rgb, matrix, (size, size), borderValue=0.0)
+
+
+def order_landmarks(points: np.ndarray) -> np.ndarray:
+    """Eyes and mouth corners image-left first, as Face.landmarks5 promises (detectors emit the subject's right
+    first, or either)."""
+    points = np.asarray(points, dtype=np.float64)
+    eyes = points[np.argsort(points[:2, 0], kind="stable")]
+    mouth = points[3 + np.argsort(points[3:, 0], kind="stable")]
+    return np.stack([eyes[0], eyes[1], points[2], mouth[0], mouth[1]])

@@ -1,4 +1,5 @@
-"""Choosing a face backend from config: insightface where its models are, else bundled dlib."""
+"""Choosing a face backend from config: insightface where its models are, else bundled dlib; or OpenCV's
+YuNet + SFace (the commercially clean choice) when asked for by name."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def create_analyzer(config: FacesConfig) -> FaceAnalyzer:
             pack=config.insightface_pack,
             download=config.insightface_download,
         )
+    if backend == "opencv":
+        from generation.faces.opencv_backend import OpenCVFaceAnalyzer
+
+        return OpenCVFaceAnalyzer(root=config.opencv_root, download=config.opencv_download,
+                                  detect_max_side=min(config.detect_max_side, 640))
     if backend == "dlib":
         try:
             from generation.faces.dlib_backend import DlibAnalyzer

@@ -12,24 +12,23 @@ fill the frame or touch its border, which is what close-up selfies do.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
 import numpy as np
 
-from generation.faces.align import ARCFACE_SIZE, arcface_crop
+from generation.faces.align import ARCFACE_SIZE, arcface_crop, order_landmarks
 from generation.faces.dlib_backend import dlib_model_dir
+from generation.faces.download import exclusive, fetch
 from generation.faces.pose import estimate_pose
 from generation.faces.types import Face, FaceModelMissingError
 
@@ -47,7 +46,6 @@ NMS_IOU = 0.4
 EMBEDDING_WIDTH = 512
 # Probed first so a standard pack stops scanning before loading its large extra models.
 _LIKELY_NAMES = ("det_10g", "scrfd", "w600k", "glintr100")
-_DOWNLOAD_TIMEOUT_S = 60
 
 
 # --------------------------------------------------------------------------- model packs
@@ -124,61 +122,8 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fetch(url: str, part: Path, pack: str, attempts: int = 3) -> None:
-    """Download ``url`` into ``part``, resuming what is already there (HTTP Range), retrying a cut
-    connection, and logging progress every tenth of the file."""
-    for attempt in range(1, attempts + 1):
-        have = part.stat().st_size if part.exists() else 0
-        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-        try:
-            with urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-                resumed = response.status == 206
-                total = int(response.headers.get("Content-Length") or 0) + (have if resumed else 0)
-                done = have if resumed else 0
-                if have and not resumed:
-                    log.info("insightface %s: the server does not resume downloads; starting over", pack)
-                shown = -1
-                with part.open("ab" if resumed else "wb") as out:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        done += len(chunk)
-                        tenth = int(10 * done / total) if total else -1
-                        if tenth > shown:
-                            shown = tenth
-                            log.info("insightface %s: %.0f of %.0f MB (%d%%)", pack, done / 1e6, total / 1e6,
-                                     10 * tenth)
-                if total and done < total:
-                    raise ConnectionError(f"the connection closed after {done} of {total} bytes")
-            return
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416 and have:  # nothing left to fetch: the part is the whole file
-                return
-            raise
-        except (ConnectionError, TimeoutError, urllib.error.URLError) as exc:
-            if attempt == attempts or (isinstance(exc, urllib.error.URLError) and not part.exists()):
-                raise
-            log.warning("insightface %s: download interrupted (%s); resuming", pack, exc)
-            time.sleep(1.0)
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (POSIX flock; elsewhere, no lock)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: downloads there are one process's
-        yield
-        return
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _download_and_extract(url: str, part: Path, pack: str, models: Path) -> None:
-    _fetch(url, part, pack)
+    fetch(url, part, f"insightface {pack}")
     _extract_zip(part, models / pack)  # reading every member checks its CRC: a damaged download fails here
     part.unlink(missing_ok=True)
 
@@ -200,7 +145,7 @@ def ensure_pack(root: str | Path, pack: str, download: bool, url_base: str = DEF
     part = models / f".{pack}.zip.part"  # kept when a download is cut, so the next try resumes it
     try:
         models.mkdir(parents=True, exist_ok=True)
-        with _exclusive(root / f".{pack}.download.lock"):  # a bot and a worker sharing the folder: one downloads
+        with exclusive(root / f".{pack}.download.lock"):  # a bot and a worker sharing the folder: one downloads
             found = find_pack_dir(root, pack)
             if found is not None:
                 return found
@@ -279,14 +224,6 @@ def decode_scrfd(
     if not all_scores:
         return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
     return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_kps)
-
-
-def _order_landmarks(points: np.ndarray) -> np.ndarray:
-    """Eyes and mouth corners image-left first, as Face.landmarks5 promises."""
-    points = np.asarray(points, dtype=np.float64)
-    eyes = points[np.argsort(points[:2, 0], kind="stable")]
-    mouth = points[3 + np.argsort(points[3:, 0], kind="stable")]
-    return np.stack([eyes[0], eyes[1], points[2], mouth[0], mouth[1]])
 
 
 # --------------------------------------------------------------------------- analyzer
@@ -479,7 +416,7 @@ class InsightFaceAnalyzer:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
         with self._lock:
             boxes, scores, kps = self._detect(rgb)
-            points5 = [_order_landmarks(points) for points in kps]
+            points5 = [order_landmarks(points) for points in kps]
             vectors: list[np.ndarray | None] = [None] * len(points5)
             if embeddings and points5:
                 vectors = list(self._embed(rgb, points5))

@@ -62,6 +62,8 @@ class GenerationRequest:
     identity_scale: float = 0.8  # IP-Adapter weight (face tokens into the UNet)
     controlnet_scale: float = 0.8  # IdentityNet weight (face tokens + keypoints into the ControlNet)
     face_crop: np.ndarray | None = None  # aligned face crop, for backends that also look at pixels
+    framing: str = "head-and-shoulders"  # the preset name (an editor puts it into words)
+    references: tuple[np.ndarray, ...] = ()  # the gate's face-centred crops, best first (editors' identity input)
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +80,9 @@ class Img2ImgRequest:
 class Backend(Protocol):
     """A loaded, warm diffusion pipeline. Images come back as RGB uint8 arrays.
 
-    Both calls raise OutOfMemory (not torch's error) when the device runs out of memory.
+    Both calls raise OutOfMemory (not torch's error) when the device runs out of memory. Optional members:
+    ``sampling`` (the steps and guidance its model card prescribes), ``canvas(framing, width, height)`` (the
+    output size it wants for a framing), ``count_tokens`` and ``max_prompt_tokens`` (the prompt budget).
     """
 
     name: str

@@ -28,6 +28,8 @@ MAX_SHIFT = 0.02
 FILL_RESOLUTION = 96
 MAX_OUTPUT = 1024
 MAX_UPSCALE = 1.5
+# A reference crop for an editor: the editors refuse images under 64 px and see little of a face under 256.
+REFERENCE_MIN_SIDE = 256
 
 
 def _overshoot(crop: CropBox, width: float, height: float) -> float:
@@ -120,3 +122,13 @@ def apply_crop(pixels: np.ndarray, crop: CropBox, pixel_scale: float, out_size: 
     fill = cv2.GaussianBlur(cv2.resize(filled, size, interpolation=cv2.INTER_CUBIC), (0, 0), sigmaX=out_size / 80)
     alpha = np.maximum(inside, cv2.GaussianBlur(inside, (0, 0), sigmaX=out_size / 100))[..., None]
     return (alpha * out + (1.0 - alpha) * fill).round().astype(np.uint8)
+
+
+def reference_crop(m: Measured) -> np.ndarray:
+    """The face-centred square an editor gets as its reference: the crop the gate suggests to the person,
+    cut from the working copy, REFERENCE_MIN_SIDE to 1024 px."""
+    crop = suggest_crop(m)
+    # No bigger than the working copy holds (1.5× at most): enlarging adds pixels, not detail, and every
+    # reference pixel costs the editor attention.
+    held = math.floor(crop.side * m.scale * MAX_UPSCALE)
+    return apply_crop(m.pixels, crop, m.scale, max(REFERENCE_MIN_SIDE, min(crop_output_size(crop), held)))

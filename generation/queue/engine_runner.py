@@ -18,6 +18,7 @@ from generation.faces.types import FaceAnalyzer
 from generation.images import ImageError, encode_png, load_image
 from generation.jobs import JobSpec, PortraitJob, ResultImage
 from generation.likeness import ReferenceSetError
+from generation.loading import reference_crops
 from generation.pipelines.types import Backend, GenerationError
 from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
 from generation.queue.base import JobFailed, Progress
@@ -37,15 +38,14 @@ class EngineRunner:
 
     @classmethod
     def from_config(cls, config: Config, backend: Backend | None = None) -> EngineRunner:
-        """Load everything once: the diffusion backend, the conditioning pack and dlib for likeness."""
-        from generation.faces.dlib_backend import DlibAnalyzer
-        from generation.loading import conditioning_analyzer, load_backend
+        """Load everything once: the diffusion backend, the conditioning face model and the likeness one."""
+        from generation.loading import conditioning_analyzer, likeness_analyzer, load_backend
 
-        likeness = DlibAnalyzer()
+        likeness = likeness_analyzer(config)
         backend = backend or load_backend(config)
         safety = SafetyChecker.load(config.generation, config.models) if config.generation.safety_checker else None
-        return cls(Engine(backend, likeness, config.generation), conditioning_analyzer(config), likeness, config,
-                   safety)
+        return cls(Engine(backend, likeness, config.generation), conditioning_analyzer(config, likeness), likeness,
+                   config, safety)
 
     def _photos(self, spec: JobSpec) -> list:
         images = self.config.images
@@ -66,7 +66,7 @@ class EngineRunner:
     def run(self, spec: JobSpec, progress: Progress, cancelled: threading.Event) -> list[ResultImage]:
         photos = self._photos(spec)
         try:
-            reference = build_reference(photos, self.conditioning, self.likeness)
+            reference = build_reference(photos, self.conditioning, self.likeness, crops=reference_crops(self.config))
         except ReferenceSetError as exc:
             raise JobFailed(exc.user_message) from None
         job = PortraitJob(prompt=spec.prompt, style=spec.style, framing=spec.framing, count=spec.count,

@@ -56,3 +56,23 @@ def faceid_backend(faceid_configs: tuple[GenerationConfig, ModelsConfig]):
     from generation.pipelines.faceid import FaceIDBackend
 
     return FaceIDBackend.load(*faceid_configs)
+
+
+@pytest.fixture(scope="session")
+def tiny_flux2_klein(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import tiny_editors
+
+    return tiny_editors.build_flux2_klein(tmp_path_factory.mktemp("tiny-flux2-klein"))
+
+
+@pytest.fixture(scope="session")
+def edit_configs(tiny_flux2_klein: Path) -> tuple[GenerationConfig, ModelsConfig]:
+    generation = GenerationConfig(offline=True, width=64, height=64, device="cpu", backend="edit")
+    return generation, ModelsConfig(flux2_klein_path=str(tiny_flux2_klein))
+
+
+@pytest.fixture(scope="session")
+def edit_backend(edit_configs: tuple[GenerationConfig, ModelsConfig]):
+    from generation.pipelines.edit import EditBackend
+
+    return EditBackend.load(*edit_configs)

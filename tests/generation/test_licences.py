@@ -92,3 +92,38 @@ def test_requiring_a_commercial_licence_fails_the_doctor_and_refuses_every_way_t
     token = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
     assert run_bot(dataclasses.replace(strict, discord=DiscordConfig(token=token))) == EXIT_SETUP
     assert "cannot start the bot: generation.require_commercial_licence" in capsys.readouterr().err
+
+
+def permissive(tmp_path: Path, editor_path: str = "", **generation: object) -> Config:
+    config = config_in(tmp_path, backend="edit", **generation)
+    return dataclasses.replace(
+        config, faces=FacesConfig(backend="opencv", opencv_root=str(tmp_path / "ocv"), opencv_download=False),
+        models=ModelsConfig(flux2_klein_path=editor_path))
+
+
+def test_the_edit_backend_with_opencv_faces_is_cleared_and_starts_under_the_setting(tmp_path: Path) -> None:
+    parts = stack(permissive(tmp_path))
+    names = " | ".join(part.name for part in parts)
+    assert "FLUX.2 [klein] 4B editor" in names and "YuNet" in names and "SFace" in names
+    assert "insightface" not in names and "dlib" not in names and "SDXL" not in names
+    assert verdict(parts).startswith("commercial use: allowed")
+    assert refusal(permissive(tmp_path, require_commercial_licence=True)) is None
+    # The same editor with the default faces backend: dlib's 68-point model is named as the one blocker.
+    mixed = dataclasses.replace(permissive(tmp_path), faces=FacesConfig(backend="dlib"))
+    assert [part.name for part in stack(mixed) if not part.terms.commercial] == [
+        "dlib face models (face_recognition_models)"]
+
+
+def test_an_editor_folder_is_cleared_only_by_its_licence_file(tmp_path: Path) -> None:
+    folder = tmp_path / "klein"
+    folder.mkdir()
+    (editor,) = [p for p in stack(permissive(tmp_path, str(folder))) if "editor" in p.name]
+    assert not editor.terms.commercial and "no LICENSE file" in editor.terms.licence
+    why = refusal(permissive(tmp_path, str(folder), require_commercial_licence=True))
+    assert why is not None and "no LICENSE file" in why and str(folder) in why
+    (folder / "LICENSE.md").write_text("FLUX Non-Commercial License v2.0 ...")
+    (editor,) = [p for p in stack(permissive(tmp_path, str(folder))) if "editor" in p.name]
+    assert not editor.terms.commercial and "not the Apache License" in editor.terms.licence
+    (folder / "LICENSE.md").write_text("                                 Apache License\n Version 2.0, January 2004")
+    (editor,) = [p for p in stack(permissive(tmp_path, str(folder))) if "editor" in p.name]
+    assert editor.terms == MODEL_TERMS["flux2_klein"] and editor.terms.commercial

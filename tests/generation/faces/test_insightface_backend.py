@@ -442,7 +442,7 @@ def test_a_cut_download_resumes_with_progress_and_a_damaged_one_is_refused(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url_base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        with caplog.at_level("INFO", logger="generation.faces.insightface_backend"):
+        with caplog.at_level("INFO", logger="generation.faces"):
             folder = ensure_pack(tmp_path / "root", "buffalo_l", download=True, url_base=url_base)
         assert (folder / "w600k_r50.onnx").is_file() or list(folder.glob("*.onnx"))
         third = len(_CuttingHandler.payload) // 3

@@ -1,0 +1,210 @@
+"""Backend ``edit`` on a tiny random FLUX.2 [klein] in the real layout, loaded by the production code.
+
+What the method prescribes is checked against what the model receives: the transformer's reference tokens
+are the VAE encoding of the face crops given (best first, at most three; never anything else), the text
+encoder reads the instruction with the framing words and the person's prompt, the canvas has the framing's
+shape, and the re-render pass repaints only the face ellipse with the best crop as its reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generation.config import GenerationConfig, ModelsConfig
+from generation.models import ModelMissingError
+from generation.pipelines.edit import (
+    FRAMING_ASPECT,
+    FRAMING_WORDS,
+    KEEP_IDENTITY,
+    RECIPES,
+    EditBackend,
+    edit_instruction,
+    editor_canvas,
+    face_mask,
+)
+from generation.pipelines.types import GenerationError, GenerationRequest, IdentityEmbedding, Img2ImgRequest
+
+KEYPOINTS = np.array([[24, 28], [40, 28], [32, 36], [26, 44], [38, 44]], dtype=float)
+
+
+def crops(count: int, size: int = 64) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(count)
+    return tuple(rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count))
+
+
+def request(**changes: Any) -> GenerationRequest:
+    base = GenerationRequest(
+        prompt="a studio portrait, soft light", negative_prompt="blurry",
+        identity=IdentityEmbedding.of_one_face(np.ones(128)), keypoints=KEYPOINTS, seeds=(1,), width=64, height=64,
+        steps=2, guidance_scale=1.0, framing="head-and-shoulders", references=crops(1))
+    return dataclasses.replace(base, **changes)
+
+
+class Inputs:
+    """What the transformer and the text encoder are called with (forward pre-hooks: the real modules run)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.transformer: list[dict[str, Any]] = []
+        self.text: list[torch.Tensor] = []
+        self.handles = [
+            pipe.transformer.register_forward_pre_hook(lambda _m, _a, kw: self.transformer.append(kw),
+                                                       with_kwargs=True),
+            pipe.text_encoder.register_forward_pre_hook(lambda _m, _a, kw: self.text.append(kw["input_ids"]),
+                                                        with_kwargs=True),
+        ]
+
+    def __enter__(self) -> Inputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def encoded_references(pipe: Any, images: tuple[np.ndarray, ...]) -> torch.Tensor:
+    """The reference tokens the FLUX.2 method prescribes, computed here: each crop through the VAE, packed."""
+    multiple = pipe.vae_scale_factor * 2
+    packed = []
+    for image in images:
+        height, width = (image.shape[0] // multiple) * multiple, (image.shape[1] // multiple) * multiple
+        tensor = pipe.image_processor.preprocess(Image.fromarray(image), height=height, width=width,
+                                                 resize_mode="crop")
+        with torch.no_grad():
+            latents = pipe._encode_vae_image(tensor.to(pipe.vae.dtype), generator=None)
+        packed.append(pipe._pack_latents(latents)[0])
+    return torch.cat(packed)
+
+
+def test_loads_the_real_layout_and_the_inpainter_shares_its_modules(edit_backend: EditBackend) -> None:
+    from diffusers import Flux2KleinInpaintPipeline, Flux2KleinPipeline
+
+    assert isinstance(edit_backend.pipe, Flux2KleinPipeline) and edit_backend.pipe.config.is_distilled
+    assert isinstance(edit_backend.inpaint, Flux2KleinInpaintPipeline)
+    assert edit_backend.inpaint.transformer is edit_backend.pipe.transformer
+    assert edit_backend.inpaint.vae is edit_backend.pipe.vae
+    assert edit_backend.sampling == (4, 1.0)  # the model card's 4 steps, guidance 1.0
+    assert edit_backend.places_face is False
+
+
+def test_the_transformer_sees_the_best_three_crops_and_nothing_else(edit_backend: EditBackend) -> None:
+    given = crops(5)
+    pipe = edit_backend.pipe
+    with Inputs(pipe) as seen:
+        edit_backend.generate(request(references=given))
+    first = seen.transformer[0]
+    output_tokens = (64 // (pipe.vae_scale_factor * 2)) ** 2
+    expected = encoded_references(pipe, given[:3])
+    references = first["hidden_states"][0, output_tokens:]
+    assert references.shape == expected.shape  # three crops' tokens: not five, not the raw photo
+    torch.testing.assert_close(references, expected.to(references.dtype), atol=1e-4, rtol=1e-4)
+    # Each reference is its own image to the model (its own time coordinate), in the order given.
+    times = first["img_ids"][0, output_tokens:, 0].unique().tolist()
+    assert len(times) == 3
+
+
+def test_the_text_encoder_reads_the_framing_the_prompt_and_the_keep_instruction(edit_backend: EditBackend) -> None:
+    with Inputs(edit_backend.pipe) as seen:
+        edit_backend.generate(request(framing="half-body", references=crops(2)))
+    text = edit_backend.pipe.tokenizer.decode(seen.text[0][0], skip_special_tokens=False)
+    assert FRAMING_WORDS["half-body"] in text
+    assert "the person in images 1 to 2 (the same person in each)" in text
+    assert "a studio portrait, soft light" in text and KEEP_IDENTITY in text
+    assert "enable_thinking" not in text and "<think>\n\n</think>" in text  # the chat template FLUX.2 asks for
+
+
+@pytest.mark.parametrize("framing", list(FRAMING_ASPECT))
+def test_each_framing_gets_its_own_canvas_shape(edit_backend: EditBackend, framing: str) -> None:
+    width, height = editor_canvas(framing, 1024, 1024)
+    assert width % 16 == 0 and height % 16 == 0
+    assert abs(width / height - FRAMING_ASPECT[framing]) < 0.05
+    assert abs(width * height / 1024**2 - 1.0) < 0.06  # the model's one megapixel, whatever the shape
+    small_w, small_h = editor_canvas(framing, 64, 64)
+    images = edit_backend.generate(request(framing=framing, width=small_w, height=small_h))
+    assert images[0].shape == (small_h, small_w, 3) and images[0].dtype == np.uint8
+
+
+def test_seeds_are_one_image_each_and_deterministic(edit_backend: EditBackend) -> None:
+    first = edit_backend.generate(request(seeds=(1, 2)))
+    again = edit_backend.generate(request(seeds=(1, 2)))
+    assert len(first) == 2 and all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[1])
+
+
+def test_the_re_render_repaints_the_face_ellipse_with_the_best_crop_as_reference(edit_backend: EditBackend) -> None:
+    calls: list[dict[str, Any]] = []
+    real = edit_backend.inpaint
+
+    class Recording:  # records what the real inpainting pipeline is called with, then runs it
+        def __call__(self, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return real(**kwargs)
+
+    given = crops(3)
+    crop = np.full((64, 64, 3), 128, np.uint8)
+    edit_backend.inpaint = Recording()
+    try:
+        out = edit_backend.redenoise(Img2ImgRequest(image=crop, base=request(references=given, steps=4),
+                                                    strength=0.5, seed=3))
+    finally:
+        edit_backend.inpaint = real
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    (call,) = calls
+    assert np.array_equal(np.asarray(call["image_reference"]), given[0])  # the best crop, not a later one
+    mask = np.asarray(call["mask_image"])
+    assert np.array_equal(mask, face_mask(64, KEYPOINTS))
+    ys, xs = np.nonzero(mask)
+    centre = KEYPOINTS.mean(axis=0)
+    assert abs(xs.mean() - centre[0]) < 1.5 and abs(ys.mean() - centre[1]) < 1.5  # on the face
+    assert mask[0, 0] == 0 and mask[-1, -1] == 0  # the corners of the crop are kept
+    assert call["strength"] == 0.5 and "reference image" in call["prompt"]
+
+
+def test_no_reference_crop_is_a_clear_error(edit_backend: EditBackend) -> None:
+    with pytest.raises(GenerationError, match="no reference face crop"):
+        edit_backend.generate(request(references=()))
+    with pytest.raises(GenerationError, match="at least one reference"):
+        edit_instruction("x", "close-up", 0, RECIPES["flux2-klein"])
+
+
+def test_a_missing_editor_folder_says_which_setting(tmp_path: Path) -> None:
+    generation = GenerationConfig(offline=True, device="cpu", backend="edit")
+    with pytest.raises(ModelMissingError, match=r"models\.flux2_klein_path"):
+        EditBackend.load(generation, ModelsConfig(flux2_klein_path=str(tmp_path / "nowhere")))
+
+
+def test_another_pipeline_in_the_editor_folder_is_refused(tiny_configs: tuple, tmp_path: Path) -> None:
+    _, models = tiny_configs  # a tiny SDXL: loads fine, but is not an editor
+    generation = GenerationConfig(offline=True, device="cpu", backend="edit")
+    with pytest.raises(ModelMissingError, match=r"does not have the layout of 'black-forest-labs/FLUX\.2-klein-4B'"):
+        EditBackend.load(generation, ModelsConfig(flux2_klein_path=models.base_path))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
+def test_qwen_without_torchvision_is_a_clear_error() -> None:
+    generation = GenerationConfig(offline=True, device="cpu", backend="edit", editor="qwen-image-edit")
+    with pytest.raises(ModelMissingError, match="needs torchvision"):
+        EditBackend.load(generation, ModelsConfig())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None,
+                    reason="the Qwen2-VL processor needs torchvision, which this machine's torch build lacks")
+def test_qwen_edit_takes_pictures_and_true_cfg(tmp_path: Path) -> None:
+    import tiny_editors
+
+    folder = tiny_editors.build_qwen_edit(tmp_path / "qwen")
+    generation = GenerationConfig(offline=True, device="cpu", backend="edit", editor="qwen-image-edit")
+    backend = EditBackend.load(generation, ModelsConfig(qwen_edit_path=str(folder)))
+    assert backend.sampling == (40, 1.0) and backend.inpaint is None
+    images = backend.generate(request(seeds=(1, 2), references=crops(2), steps=2))
+    assert [image.shape for image in images] == [(64, 64, 3)] * 2
+    assert "Pictures 1 to 2" in backend.instruction(request(references=crops(2)))
+    out = backend.redenoise(Img2ImgRequest(image=np.zeros((64, 64, 3), np.uint8), base=request(steps=2)))
+    assert out.shape == (64, 64, 3)
