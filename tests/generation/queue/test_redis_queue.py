@@ -471,6 +471,11 @@ def test_workers_report_health(redis_url: str, prefix: str) -> None:
                 assert listed[0]["state"] == "busy" and listed[0]["job"] == job.job_id
                 runner.gate.set()
                 await until(events, EventKind.DONE, job.job_id)
+                # the DONE event is published by Redis before the worker's coroutine resumes to count it
+                for _ in range(100):
+                    if worker.health()["jobs_done"] == 1:
+                        break
+                    await asyncio.sleep(0.02)
                 assert worker.health()["jobs_done"] == 1
             assert await queue.workers() == []  # signed off on a clean stop
 
