@@ -43,6 +43,7 @@ TOKEN_MARGIN_S = 30.0  # stop using a token this long before Discord's 15 minute
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MESSAGE_TOTAL_LIMIT = 25 * 1024 * 1024
 TOKEN_GONE = {50027, 10015}
+STORE_RETRY_S = 1.0  # a lane whose store write failed (locked, full) tries again after this
 FINAL_ATTEMPTS = 8  # about two minutes of retries (1, 2, 4, ... 30 s) before the catch-up takes over
 CATCH_UP_EVERY_S = 60.0  # invalid webhook token, unknown webhook
 
@@ -156,27 +157,13 @@ class Delivery:
             while True:
                 await lane.wake.wait()
                 lane.wake.clear()
-                async with lane.lock:
-                    if lane.record is None or lane.final is not None:  # the final needs the latest state
-                        lane.record = await self.bot.store.job(job_id)
-                record = lane.record
-                if record is None:
-                    if lane.final is not None:  # not ours (forgotten, or another bot's): nothing to show
-                        await self.bot.queue.ack(job_id)
-                    return
-                if job_id in self._retried and record.state in FINISHED:
-                    # The host queued this failed job again (`closeup queue retry`): it is live once more.
-                    self._retried.discard(job_id)
-                    await self.bot.store.update_job(job_id, state="queued", finished_at=None, started_at=None)
-                    record = lane.record = dataclasses.replace(record, state="queued", finished_at=None,
-                                                               started_at=None)
-                if lane.started_at is not None and record.started_at is None:
-                    await self.bot.store.update_job(job_id, started_at=lane.started_at)
-                    record = lane.record = dataclasses.replace(record, started_at=lane.started_at)
-                if lane.final is not None:
-                    await self._finish(record, lane.final)
-                    return
-                await self._progress(record, lane)
+                try:
+                    if await self._step(job_id, lane):
+                        return
+                except StoreError as exc:  # locked or full for a moment: the lane waits and tries again
+                    log.warning("job %s: %s; trying again shortly", job_id, exc)
+                    await asyncio.sleep(STORE_RETRY_S)
+                    lane.wake.set()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -184,6 +171,30 @@ class Delivery:
         finally:
             if self._lanes.get(job_id) is lane:
                 del self._lanes[job_id]
+
+    async def _step(self, job_id: str, lane: _Lane) -> bool:
+        """Bring the job's message up to date with its latest event; True once the lane is done."""
+        async with lane.lock:
+            if lane.record is None or lane.final is not None:  # the final needs the latest state
+                lane.record = await self.bot.store.job(job_id)
+        record = lane.record
+        if record is None:
+            if lane.final is not None:  # not ours (forgotten, or another bot's): nothing to show
+                await self.bot.queue.ack(job_id)
+            return True
+        if job_id in self._retried and record.state in FINISHED:
+            # The host queued this failed job again (`closeup queue retry`): it is live once more.
+            await self.bot.store.update_job(job_id, state="queued", finished_at=None, started_at=None)
+            self._retried.discard(job_id)
+            record = lane.record = dataclasses.replace(record, state="queued", finished_at=None, started_at=None)
+        if lane.started_at is not None and record.started_at is None:
+            await self.bot.store.update_job(job_id, started_at=lane.started_at)
+            record = lane.record = dataclasses.replace(record, started_at=lane.started_at)
+        if lane.final is not None:
+            await self._finish(record, lane.final)
+            return True
+        await self._progress(record, lane)
+        return False
 
     async def _progress(self, record: JobRecord, lane: _Lane) -> None:
         wait = self.bot.config.bot.edit_interval_s - (time.monotonic() - lane.last_edit)

@@ -501,6 +501,43 @@ def test_job_finishing_while_the_store_is_locked_is_still_delivered(tmp_path: Pa
     run(body, timeout=90)
 
 
+
+def test_job_starting_while_the_store_is_locked_is_still_delivered(tmp_path: Path) -> None:
+    """The lane records a job's start in the store; a locked store there must not end the lane."""
+    gate = threading.Event()
+    generator = FastGenerator(gate=gate)
+
+    async def body() -> None:
+        async with world(tmp_path) as w:
+            emu = w.emu
+            config = bot_config(tmp_path)
+            store = Store(config.store.data_dir, busy_timeout_s=0.5)
+            bot = await start_bot_with(w, generator, config, store=store)
+            for user in (w.alice, w.bob):
+                await bot.store.add_reference(str(user.id), photo(), "pass", ())
+            first = await w.slash(w.alice, "portrait", {"prompt": "runs first"})
+            await emu.wait_until(lambda: generator.seen, timeout=30, what="the first job to start")
+            second = await w.slash(w.bob, "portrait", {"prompt": "starts while locked"})
+            await second.wait_message(lambda m: not m.get("_ephemeral"), timeout=30)  # queued behind the first
+            second_id = None
+            for _ in range(300):  # its own last write (the progress message's id) lands before the lock
+                second_id = second_id or next(
+                    (j.job_id for j in await bot.store.unfinished_jobs() if j.user_id == str(w.bob.id)), None)
+                record = await bot.store.job(second_id) if second_id else None
+                if record is not None and record.progress_message_id:
+                    break
+                await asyncio.sleep(0.01)
+            assert record is not None and record.started_at is None
+            with _write_lock(store.db_path):
+                gate.set()  # the first ends and the second starts, both while the store is locked
+                await emu.wait_until(lambda: len(generator.seen) == 2, timeout=30, what="the second job to start")
+                await asyncio.sleep(1.5)
+            await first.wait_for(_result_of, 15, "the first job's result")
+            await second.wait_for(_result_of, 15, "the second job's result once the store is free")
+            assert (await bot.store.job(second_id)).started_at is not None
+
+    run(body, timeout=90)
+
 # ---------------------------------------------------------------------------------- e. disk full
 
 DISK_WORDS = re.compile(r"full|space|file too large|file size|disk", re.IGNORECASE)
