@@ -2,7 +2,11 @@
 
     python benchmarks/bench_generate.py [--runs 10]            # CPU, tiny random models
     python benchmarks/bench_generate.py --full-size [--runs 3] [--device cuda] [--dtype float16]
-        [--backends instantid faceid] [--presets quality lightning] [--batches 1 4]
+        [--backends instantid faceid edit] [--editors flux2-klein qwen-image-edit] [--presets quality lightning]
+        [--batches 1 4]
+
+    # the issue-14 comparison on a lent H200: the editors next to InstantID, in one run
+    python benchmarks/bench_generate.py --full-size --backend instantid edit --presets quality --batches 1 --runs 2
 
 Tiny mode (CPU, one thread) prints the engine's own overhead per job outside the denoising loop —
 prompt lint, framing, the face-token projection, refine detection and likeness scoring — as
@@ -15,6 +19,11 @@ InstantID adapter; SDXL, IP-Adapter FaceID-Plus-v2 (with its rank-128 LoRA) and 
 and the fast preset's LoRA (rank 64, as SDXL-Lightning's) load through the production calls. For
 each backend × preset × batch it prints seconds per 1024² image, the ratio to plain SDXL with the
 same steps in the same run, peak GPU memory, and the LoRA adapters in effect. Run it on a GPU.
+
+``--backend edit`` adds the reference-image editors at their real sizes (benchmarks/full_size_editors.py):
+FLUX.2 [klein] 4B and Qwen-Image-Edit-2511, bf16, at their model cards' steps and guidance, given one 512²
+reference face crop; the same columns, the ratio against plain SDXL at the quality preset's steps. Qwen needs
+torchvision and ≈ 60 GiB of GPU memory; it is skipped, saying why, where it cannot run.
 """
 
 from __future__ import annotations
@@ -273,6 +282,48 @@ def _full_size_backend(kind: str, preset: str, dtype: torch.dtype, device: str, 
     return FaceIDBackend(pipe, encoder, device, dtype)
 
 
+def _full_size_editor(editor: str, device: str):
+    """An EditBackend around a full-size editor with random weights (bf16: what the backend loads on a GPU)."""
+    import full_size_editors
+
+    from generation.pipelines.edit import RECIPES, EditBackend
+
+    dtype = torch.bfloat16
+    full_size_editors.check_fits(editor, dtype, device)
+    build = full_size_editors.klein_pipeline if editor == "flux2-klein" else full_size_editors.qwen_pipeline
+    pipe = build(dtype, device)
+    pipe.set_progress_bar_config(disable=True)
+    return EditBackend(pipe, RECIPES[editor], device, dtype)
+
+
+def _editor_rows(args: argparse.Namespace, measure, release, plain_quality_s: float) -> list[tuple]:
+    from generation.pipelines.edit import editor_canvas
+
+    rows = []
+    crop = np.random.default_rng(2).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    identity = IdentityEmbedding.of_one_face(np.zeros(512))
+    for editor in args.editors:
+        try:
+            backend = _full_size_editor(editor, args.device)
+        except Exception as exc:  # torchvision missing, or too little memory for the 20B model
+            print(f"  skipped {editor}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+            release()
+            continue
+        steps, guidance = backend.sampling
+        width, height = editor_canvas("head-and-shoulders", args.size, args.size)
+        for batch in args.batches:
+            request = GenerationRequest(
+                prompt="a studio portrait", negative_prompt="", identity=identity, keypoints=KEYPOINTS,
+                seeds=tuple(range(batch)), width=width, height=height, steps=steps, guidance_scale=guidance,
+                framing="head-and-shoulders", references=(crop,))
+            seconds, peak = measure(functools.partial(backend.generate, request))
+            rows.append((f"edit:{editor}", f"card {steps}st", batch, seconds / batch, plain_quality_s, peak, "none"))
+            print(f"  done: {editor} batch {batch}", file=sys.stderr, flush=True)
+        del backend
+        release()
+    return rows
+
+
 def full_size(args: argparse.Namespace) -> None:
     """Seconds per image and peak GPU memory for each backend × preset × batch, next to plain SDXL."""
     import gc
@@ -321,7 +372,7 @@ def full_size(args: argparse.Namespace) -> None:
     plain.unet.set_attn_processor(AttnProcessor2_0())
     plain.set_progress_bar_config(disable=True)
     baseline = {}
-    for preset in args.presets:
+    for preset in sorted({*args.presets, "quality"} if "edit" in args.backends else args.presets):
         steps, guidance = sampling[preset]
         baseline[preset] = measure(functools.partial(
             plain, prompt="a studio portrait", width=size, height=size, num_inference_steps=steps,
@@ -332,6 +383,9 @@ def full_size(args: argparse.Namespace) -> None:
     rows = []
     work = Path(tempfile.mkdtemp())
     for kind in args.backends:
+        if kind == "edit":
+            rows += _editor_rows(args, measure, release, baseline["quality"])
+            continue
         for preset in args.presets:
             backend = _full_size_backend(kind, preset, dtype, device, work)
             adapters = ", ".join(active_adapters(backend.pipe)) or "none"
@@ -347,11 +401,12 @@ def full_size(args: argparse.Namespace) -> None:
             del backend
             release()
     name = torch.cuda.get_device_name() if device == "cuda" else device
-    print(f"full-size SDXL architectures, random weights, {size}², {args.dtype}, {name}, median of {args.runs}")
-    print(f"{'backend':10} {'preset':10} {'batch':>5} {'s/img':>7} {'plain SDXL':>11} {'ratio':>6} "
+    print(f"full-size architectures, random weights, {size}², {args.dtype}, {name}, median of {args.runs}")
+    print("(edit rows: bf16, the model card's steps; 'plain SDXL' there is SDXL at the quality preset's steps)")
+    print(f"{'backend':24} {'preset':10} {'batch':>5} {'s/img':>7} {'plain SDXL':>11} {'ratio':>6} "
           f"{'peak GiB':>9}  active LoRA adapters")
     for kind, preset, batch, per_image, plain_s, peak, adapters in rows:
-        print(f"{kind:10} {preset:10} {batch:5d} {per_image:7.2f} {plain_s:11.2f} {per_image / plain_s:6.2f} "
+        print(f"{kind:24} {preset:10} {batch:5d} {per_image:7.2f} {plain_s:11.2f} {per_image / plain_s:6.2f} "
               f"{peak:9.1f}  {adapters}")
 
 
@@ -363,7 +418,10 @@ def main() -> int:
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     parser.add_argument("--size", type=int, default=1024, help="full-size mode: image side (1024 for the figures)")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--backends", nargs="+", default=["instantid", "faceid"], choices=["instantid", "faceid"])
+    parser.add_argument("--backends", "--backend", nargs="+", default=["instantid", "faceid"],
+                        choices=["instantid", "faceid", "edit"])
+    parser.add_argument("--editors", nargs="+", default=["flux2-klein", "qwen-image-edit"],
+                        choices=["flux2-klein", "qwen-image-edit"], help="with --backend edit")
     parser.add_argument("--presets", nargs="+", default=["quality", "lightning"], choices=["quality", "lightning"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
     args = parser.parse_args()

@@ -193,8 +193,9 @@ class Engine:
             return [face_at_keypoints(request.keypoints)]
         return self.analyzer.analyze(image)
 
-    def _refine(self, image: np.ndarray, request: GenerationRequest, seed: int,
-                progress: ProgressCallback | None) -> tuple[np.ndarray, bool]:
+    def refine(self, image: np.ndarray, request: GenerationRequest, seed: int,
+               progress: ProgressCallback | None = None) -> tuple[np.ndarray, bool]:
+        """The small-face re-render pass on one generated image: (image, whether a face was re-rendered)."""
         if self.config.refine_min_eye_distance <= 0:
             return image, False
         settings = RefineSettings(min_eye_distance=float(self.config.refine_min_eye_distance),
@@ -217,13 +218,17 @@ class Engine:
         log.debug("refine seed %d: %s", seed, report.reason)
         return refined, report.refined
 
+    def lint(self, job: PortraitJob) -> LintResult:
+        """The job's prompt, styled and checked within the backend's token budget."""
+        policy = stricter_policy(self.config.nsfw_policy, job.nsfw_policy)
+        return lint_prompt(job.prompt, style=job.style, framing=job.framing, nsfw_policy=policy,
+                           max_tokens=getattr(self.backend, "max_prompt_tokens", 77),
+                           count_tokens=getattr(self.backend, "count_tokens", None))
+
     def run(self, job: PortraitJob, reference: Reference, progress: ProgressCallback | None = None) -> JobOutcome:
         if not 1 <= job.count <= self.config.max_images:
             raise GenerationError(f"Ask for 1 to {self.config.max_images} images (got {job.count}).")
-        policy = stricter_policy(self.config.nsfw_policy, job.nsfw_policy)
-        lint = lint_prompt(job.prompt, style=job.style, framing=job.framing, nsfw_policy=policy,
-                           max_tokens=getattr(self.backend, "max_prompt_tokens", 77),
-                           count_tokens=getattr(self.backend, "count_tokens", None))
+        lint = self.lint(job)
         base_seed = job.seed if job.seed is not None else random.SystemRandom().randrange(2**31 - 1)
         refined_seeds: set[int] = set()
 
@@ -232,7 +237,7 @@ class Engine:
             images = self._generate(request, progress)
             out = []
             for seed, image in zip(request.seeds, images, strict=True):
-                image, was_refined = self._refine(image, request, seed, progress)
+                image, was_refined = self.refine(image, request, seed, progress)
                 if was_refined:
                     refined_seeds.add(seed)
                 out.append(image)
