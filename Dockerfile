@@ -23,6 +23,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CLOSEUP_METRICS__HOST=0.0.0.0 \
     CLOSEUP_LOGGING__FORMAT=json
 
+# OpenCV (the opencv-python wheel, which insightface requires by name) links libGL and GLib when cv2 is
+# imported; the slim image has neither.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 RUN python3 -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"

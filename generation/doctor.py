@@ -106,15 +106,17 @@ class Package:
     group: Literal["base", "insightface", "gpu", "redis"]
 
 
+# Every wheel that installs the `cv2` folder; closeup (and insightface) depend on the first.
+OPENCV_WHEELS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
 PACKAGES = (
     Package("discord.py", ("discord.py",), "discord", "base"),
     Package("aiohttp", ("aiohttp",), "aiohttp", "base"),
     Package("numpy", ("numpy",), "numpy", "base"),
     Package("pillow", ("pillow",), "PIL", "base"),
     Package("pillow-heif", ("pillow-heif",), "pillow_heif", "base"),
-    Package("opencv", ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
-                       "opencv-contrib-python"), "cv2", "base"),
+    Package("opencv", OPENCV_WHEELS, "cv2", "base"),
     Package("dlib", ("dlib-bin", "dlib"), "dlib", "base"),
+    Package("insightface", ("insightface",), "insightface", "insightface"),
     Package("onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "onnxruntime", "insightface"),
     Package("torch", ("torch",), "torch", "gpu"),
     Package("diffusers", ("diffusers",), "diffusers", "gpu"),
@@ -217,12 +219,25 @@ def check_dlib_models() -> Check:
     return Check(name, "ok", f"{len(found)} dlib model files in {folder}")
 
 
+def check_opencv_wheels() -> Check | None:
+    """Two OpenCV wheels write one `cv2` folder: it works until either is upgraded or removed, then the other
+    is broken. An upgrade from a closeup that used the headless wheel leaves both."""
+    installed = [dist for dist in OPENCV_WHEELS if _dist_version([dist]) is not None]
+    if len(installed) < 2:
+        return None
+    return Check("package opencv wheels", "warn", f"{' and '.join(installed)} are all installed; they share the "
+                 "cv2 folder, so upgrading or removing one breaks the others",
+                 f"pip uninstall -y {' '.join(installed)} && pip install '{OPENCV_WHEELS[0]}>=4.9,<6'")
+
+
 def check_packages(config: Config, scope: Scope) -> list[Check]:
     pins, rows = required_versions(), []
     for pkg in PACKAGES:
         rows.append(check_package(pkg, config, scope, pins))
         if pkg.label == "dlib":
             rows.append(check_dlib_models())
+        if pkg.label == "opencv" and (clash := check_opencv_wheels()) is not None:
+            rows.append(clash)
     return rows
 
 
@@ -470,7 +485,7 @@ def pack_uses(faces: FacesConfig, generation: GenerationConfig) -> dict[str, lis
 
 def check_pack(pack: str, uses: list[str], config: Config, scope: Scope) -> Check:
     """Selfie checks with faces.backend = 'auto' never download (they fall back to dlib); the rest may."""
-    from generation.faces.insightface_backend import DEFAULT_URL_BASE, find_pack_dir
+    from generation.faces.insightface_packs import DEFAULT_URL_BASE, find_pack_dir
 
     faces, name, what = config.faces, f"insightface {pack}", " and ".join(uses)
     for_generation = len(uses) > int(SELFIE_CHECKS in uses)

@@ -82,7 +82,7 @@ def pull_packs(config: Config, backend: str | None = None) -> list[tuple[str, Pa
     missing, or the FaceModelMissingError saying why it could not be."""
     from generation.doctor import SELFIE_CHECKS, pack_uses
     from generation.faces import FaceModelMissingError
-    from generation.faces.insightface_backend import ensure_pack
+    from generation.faces.insightface_packs import ensure_pack
 
     generation = replace(config.generation, backend=backend) if backend else config.generation
     out: list[tuple[str, Path | Exception]] = []

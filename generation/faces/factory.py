@@ -15,16 +15,16 @@ def create_analyzer(config: FacesConfig) -> FaceAnalyzer:
     """Build the configured analyzer once; ``auto`` never downloads, it uses what is on disk."""
     backend = config.backend
     if backend == "auto":
-        from generation.faces.insightface_backend import find_pack_dir
+        from generation.faces.insightface_packs import find_pack_dir
 
         pack_dir = find_pack_dir(config.insightface_root, config.insightface_pack)
-        onnxruntime_present = _has_onnxruntime()
-        if pack_dir is not None and onnxruntime_present:
+        missing = _missing_insightface_modules()
+        if pack_dir is not None and not missing:
             backend = "insightface"
             log.info("faces.backend=auto: using insightface pack %s at %s", config.insightface_pack, pack_dir)
         else:
             backend = "dlib"
-            why = "onnxruntime is not installed" if pack_dir is not None else (
+            why = f"{' and '.join(missing)} not installed" if pack_dir is not None else (
                 f"no insightface pack '{config.insightface_pack}' under {config.insightface_root}")
             log.info("faces.backend=auto: using bundled dlib models (%s)", why)
     if backend == "insightface":
@@ -49,7 +49,17 @@ def create_analyzer(config: FacesConfig) -> FaceAnalyzer:
     raise FaceModelMissingError(f"faces.backend: unknown backend {backend!r}")
 
 
-def _has_onnxruntime() -> bool:
+def _missing_insightface_modules() -> list[str]:
+    """What the insightface backend would fail to import, found without importing (that takes a second)."""
     import importlib.util
+    import sys
 
-    return importlib.util.find_spec("onnxruntime") is not None
+    def missing(name: str) -> bool:
+        if name in sys.modules:  # imported already, or blocked (None)
+            return sys.modules[name] is None
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):
+            return True
+
+    return [name for name in ("insightface", "onnxruntime", "skimage") if missing(name)]

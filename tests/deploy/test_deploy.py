@@ -174,3 +174,76 @@ def test_compose_runs_bot_redis_and_a_gpu_worker() -> None:
     assert "DISCORD_TOKEN" not in worker["environment"]
     assert {"/data", "/models"} <= {v.split(":")[1] for v in bot["volumes"]}
     assert set(compose["volumes"]) >= {"redis-data", "closeup-data", "closeup-models"}
+
+
+# --------------------------------------------------------------------------- OpenCV: one wheel, its system libraries
+
+
+def test_one_opencv_wheel_and_cv2_with_insightface_import_in_a_fresh_interpreter() -> None:
+    """Two OpenCV wheels write one `cv2` folder. closeup and insightface both require opencv-python, so a fresh
+    `pip install -e '.[dev]'` (what CI runs) must hold that one wheel alone, and both packages import."""
+    import importlib.metadata
+
+    from generation.doctor import OPENCV_WHEELS
+
+    installed = []
+    for dist in OPENCV_WHEELS:
+        try:
+            importlib.metadata.version(dist)
+            installed.append(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    assert installed == ["opencv-python"], installed
+    requires = importlib.metadata.requires("insightface") or []
+    assert any(re.match(r"opencv-python\b(?!-)", line) for line in requires), requires
+    code = "import cv2, insightface; print(cv2.__version__, insightface.__version__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[1] == importlib.metadata.version("insightface")
+
+
+def _apt_packages(stage_text: str) -> list[str]:
+    packages: list[str] = []
+    for command in re.findall(r"apt-get install ([^&\n]+)", stage_text):
+        packages += [word for word in command.split() if not word.startswith("-") and word != "\\"]
+    return packages
+
+
+def _needed_system_packages(shared_object: Path) -> set[str]:
+    """The Debian packages owning the libraries ``shared_object`` loads from outside its wheel."""
+    listed = subprocess.run(["ldd", str(shared_object)], capture_output=True, text=True, timeout=60, check=True).stdout
+    paths = {line.split("=>")[1].split()[0] for line in listed.splitlines() if "=> /" in line}
+    owners = set()
+    for path in paths:
+        if ".libs/" in path:  # bundled in the wheel (opencv_python.libs)
+            continue
+        real = str(Path(path).resolve())
+        found = subprocess.run(["dpkg", "-S", real], capture_output=True, text=True, timeout=60)
+        if found.returncode != 0:  # merged /usr: dpkg knows the /lib spelling
+            found = subprocess.run(["dpkg", "-S", real.removeprefix("/usr")], capture_output=True, text=True,
+                                   timeout=60)
+        assert found.returncode == 0, f"no Debian package owns {real}"
+        owners.add(found.stdout.split(":")[0])
+    return owners
+
+
+def test_the_image_installs_the_system_libraries_cv2_loads() -> None:
+    """The libraries cv2's extension module links (found by ldd in this venv, mapped to Debian packages by dpkg)
+    all come with the packages the image's base stage installs, or their dependencies: the slim image has none
+    of libGL and GLib, and `import cv2` fails without them."""
+    if not all(shutil.which(tool) for tool in ("ldd", "dpkg", "apt-cache")):
+        pytest.skip("needs a Debian-based machine (ldd, dpkg, apt-cache), as the image is")
+    import cv2
+
+    extension = next(Path(cv2.__file__).parent.glob("cv2*.so"))
+    needed = _needed_system_packages(extension)
+    assert {"libgl1", "libglib2.0-0"} <= needed  # what the check is about: the wheel really links them
+    listed = _apt_packages(_stage("base"))
+    assert listed, "the base stage installs no system packages"
+    closure = subprocess.run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+                              "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *listed],
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+    provided = {line.strip() for line in closure.splitlines() if line and not line[0].isspace()}
+    if not provided >= set(listed):
+        pytest.skip("apt's package lists are not available here")
+    assert needed <= provided, f"the image lacks {sorted(needed - provided)} for cv2"

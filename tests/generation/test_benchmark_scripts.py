@@ -1,4 +1,4 @@
-"""The issue-14 benchmark scripts on what this machine can run.
+"""The benchmark scripts of issues 14 and 16 on what this machine can run.
 
 * benchmarks/full_size_editors.py builds FLUX.2 [klein] 4B and Qwen-Image-Edit-2511 from their public config
   numbers; on the meta device (nothing allocated) the parameter counts must match the published model sizes,
@@ -6,6 +6,7 @@
 * benchmarks/eval_likeness.py runs end to end on the tiny InstantID and FLUX.2 [klein] models and the tiny
   OpenCV / insightface ONNX models: the rows, the summary and the contact sheet are checked, and the scorer is
   checked against an embedding computed here (numbers from random generators mean nothing).
+* benchmarks/bench_check_backends.py times `closeup check`'s per-photo work on the dlib and insightface backends.
 """
 
 from __future__ import annotations
@@ -158,3 +159,19 @@ def test_bad_photos_and_missing_models_are_clear(eval_env: Path, capsys: pytest.
         model.unlink()
     assert _evaluate(eval_env, "--photos", str(eval_env / "square.png"), "--backends", "edit:flux2-klein") == 4
     assert "opencv" in capsys.readouterr().err.lower()
+
+
+def test_bench_check_backends_runs_on_the_tiny_packs() -> None:
+    """The issue-16 figures' script: both backends timed on both photos, the package and the footprint named."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_check_backends.py"
+    done = subprocess.run([sys.executable, str(script), "--runs", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in done.stdout.splitlines()
+            if line.split()[:1] in (["dlib"], ["insightface"]) and len(line.split()) == 5}
+    assert set(rows) == {(backend, photo) for backend in ("dlib", "insightface")
+                         for photo in ("portrait-1024", "square-800x600")}
+    assert all(float(value) > 0 for values in rows.values() for value in values)
+    assert rows[("dlib", "portrait-1024")][2] == "1.00"
+    assert "insightface package: 2." in done.stdout and "opencv-python " in done.stdout

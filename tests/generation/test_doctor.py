@@ -106,6 +106,30 @@ def test_a_crashing_check_becomes_a_fail_row() -> None:
     assert "bug" in rows[0].fix
 
 
+
+def test_the_insightface_package_is_reported_with_its_version(tmp_path: Path) -> None:
+    import importlib.metadata
+
+    checks = run_doctor(make_config(tmp_path), online=False)
+    found = row(checks, "package insightface")
+    assert (found.status, found.detail) == ("ok", f"insightface {importlib.metadata.version('insightface')}")
+    assert row(checks, "package opencv").detail.startswith("opencv-python ")
+    assert "package opencv wheels" not in [check.name for check in checks]  # one OpenCV wheel here
+
+
+def test_a_second_opencv_wheel_is_flagged_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an upgrade from a closeup that used the headless wheel leaves: two wheels sharing cv2/."""
+    site = tmp_path / "site"
+    metadata = site / "opencv_python_headless-4.10.0.84.dist-info" / "METADATA"
+    metadata.parent.mkdir(parents=True)
+    metadata.write_text("Metadata-Version: 2.1\nName: opencv-python-headless\nVersion: 4.10.0.84\n")
+    monkeypatch.syspath_prepend(str(site))
+    checks = run_doctor(make_config(tmp_path), online=False)
+    clash = row(checks, "package opencv wheels")
+    assert clash.status == "warn"
+    assert "opencv-python and opencv-python-headless" in clash.detail and "cv2" in clash.detail
+    assert clash.fix == "pip uninstall -y opencv-python opencv-python-headless && pip install 'opencv-python>=4.9,<6'"
+
 # --------------------------------------------------------------------------- data folders
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 
 import pytest
 from tiny_onnx import make_pack
 
 from generation.config import FacesConfig
-from generation.faces import factory
 from generation.faces.dlib_backend import DlibAnalyzer
 from generation.faces.factory import create_analyzer
 from generation.faces.insightface_backend import InsightFaceAnalyzer
@@ -83,18 +83,34 @@ def test_auto_looks_only_for_the_configured_pack(tmp_path: Path) -> None:
     assert isinstance(analyzer, DlibAnalyzer)
 
 
-def test_auto_without_onnxruntime_uses_dlib_and_says_why(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("module", ["insightface", "onnxruntime", "skimage"])
+def test_auto_without_the_insightface_packages_uses_dlib_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, module: str
 ) -> None:
     caplog.set_level(logging.INFO, logger=FACTORY_LOGGER)
     make_pack(tmp_path / "models" / "buffalo_l")
-    monkeypatch.setattr(factory, "_has_onnxruntime", lambda: False)
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import <module>` fail, as when it is not installed
     analyzer = create_analyzer(faces_config(tmp_path))
     assert isinstance(analyzer, DlibAnalyzer)
     messages = factory_messages(caplog)
     assert len(messages) == 1
     assert "dlib" in messages[0]
-    assert "onnxruntime is not installed" in messages[0]
+    assert f"{module} not installed" in messages[0]
+
+
+@pytest.mark.parametrize("module", ["insightface", "onnxruntime", "skimage"])
+def test_explicit_insightface_without_its_packages_names_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
+    make_pack(tmp_path / "models" / "buffalo_l")
+    for name in [n for n in sys.modules if n == "insightface" or n.startswith("insightface.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, so a missing dependency shows
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(FaceModelMissingError) as info:
+        create_analyzer(faces_config(tmp_path, backend="insightface", insightface_download=False))
+    message = str(info.value)
+    assert "pip install 'closeup[insightface]'" in message
+    assert "the insightface package" in message and (module == "insightface" or f"'{module}'" in message)
 
 
 def test_explicit_insightface_without_pack_names_the_folder(tmp_path: Path) -> None:

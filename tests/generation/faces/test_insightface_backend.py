@@ -22,7 +22,8 @@ import pytest
 from tiny_onnx import ARCFACE_TEMPLATE, make_pack, recognizer_weights
 
 from generation.faces.align import arcface_crop, similarity_matrix
-from generation.faces.insightface_backend import InsightFaceAnalyzer, ensure_pack, find_pack_dir
+from generation.faces.insightface_backend import InsightFaceAnalyzer
+from generation.faces.insightface_packs import ensure_pack, find_pack_dir
 from generation.faces.types import FaceAnalyzer, FaceModelMissingError, HeadPose
 
 FULL_LADDER = ["640", "448", "320", "640+pad"]
@@ -175,14 +176,43 @@ def test_missing_onnxruntime_names_the_extra(pack_root: Path, monkeypatch: pytes
         make_analyzer(pack_root)
 
 
-def test_module_imports_without_onnxruntime() -> None:
+def test_module_imports_without_onnxruntime_or_insightface() -> None:
     code = (
-        "import sys; sys.modules['onnxruntime'] = None; "
+        "import sys; sys.modules['onnxruntime'] = sys.modules['insightface'] = None; "
         "import generation.faces.insightface_backend as m; print(m.InsightFaceAnalyzer.name)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "insightface"
+
+
+def test_models_load_through_the_insightface_package(analyzer: InsightFaceAnalyzer) -> None:
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+    from insightface.model_zoo.scrfd import SCRFD
+
+    assert type(analyzer._detector) is SCRFD and analyzer._detector.use_kps
+    assert type(analyzer._recognizer) is ArcFaceONNX
+    # One onnxruntime session serves every detector size (the package's default would build one per size).
+    assert not analyzer._detector.static_shape_sessions
+    analyzer.analyze(blank())
+    assert set(analyzer._detector.resolution_sessions.values()) == {analyzer._detector.session}
+    for model in (analyzer._detector, analyzer._recognizer):
+        options = model.session.get_session_options()
+        assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+
+
+def test_embedding_matches_the_packages_own_recognition_call(analyzer: InsightFaceAnalyzer) -> None:
+    """insightface's documented path (ArcFaceONNX.get on a BGR photo and the face's keypoints) gives the
+    same vector: the colour order and the keypoint order reach the model as the package expects."""
+    from insightface.app.common import Face as InsightFace
+
+    img = with_square(blank(), SQUARE, colour=(255, 200, 60))  # not grey: a swapped channel order shows
+    face = analyzer.analyze(img, embeddings=True)[0]
+    theirs = InsightFace(bbox=np.array(face.box), kps=face.landmarks5.astype(np.float32))
+    expected = analyzer._recognizer.get(np.ascontiguousarray(img[:, :, ::-1]), theirs)
+    np.testing.assert_allclose(face.embedding, expected, rtol=1e-5, atol=1e-5)
+    swapped = analyzer._recognizer.get(img, InsightFace(bbox=np.array(face.box), kps=face.landmarks5))
+    assert not np.allclose(face.embedding, swapped, atol=1e-3)
 
 
 # --------------------------------------------------------------------------- detection
