@@ -47,7 +47,7 @@ from generation.faces.types import FaceAnalyzer  # noqa: E402
 from generation.images import LoadedImage, encode_png, load_image_file  # noqa: E402
 from generation.jobs import PortraitJob  # noqa: E402
 from generation.likeness import ReferenceIdentity, ReferenceSetError, combine_references, score_images  # noqa: E402
-from generation.prompts import FRAMINGS  # noqa: E402
+from generation.styles import FRAMINGS  # noqa: E402
 
 PROMPTS = ("a studio portrait, soft light", "a portrait in a sunlit park", "an oil painting portrait")
 DEFAULT_PHOTOS = sorted((ROOT / "tests" / "fixtures" / "faces").glob("*.jpg"))

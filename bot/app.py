@@ -7,15 +7,12 @@ connector that points discord.py at the local emulator; nothing else differs.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import json
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,11 +23,10 @@ from discord.ext import commands
 
 from bot.components import DYNAMIC_ITEMS
 from bot.delivery import Delivery
-from bot.downloads import fetch_attachment
 from bot.flows import Flows
-from bot.imaging import PhotoCheck, check_photo, job_reference
-from bot.limits import CommandRate, EditBudget, cdn_throttle
+from bot.limits import CommandRate, EditBudget
 from bot.metrics import Metrics
+from bot.photo_work import PhotoWork
 from bot.store import Store
 from bot.web import StatusServer, serve_status
 from generation.config import Config
@@ -41,7 +37,6 @@ from generation.queue.scheduler import Limits
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-JOB_REFERENCE_CACHE = 64  # prepared job references kept in memory (≈ 0.2 MB each)
 COGS = ("bot.cogs.portrait", "bot.cogs.references", "bot.cogs.queue", "bot.cogs.privacy", "bot.cogs.help",
         "bot.cogs.admin", "bot.cogs.context")
 
@@ -82,23 +77,17 @@ class CloseupBot(commands.Bot):
                          connector=connector_factory() if connector_factory else None,
                          http_trace=metrics.trace_config())
         self.metrics = metrics
-        self.web_server: StatusServer | None = None  # /metrics and /healthz (self.web is the CDN session)
+        self.web_server: StatusServer | None = None  # /metrics and /healthz
         self.config = config
         self._runner = runner
-        self._analyzer = analyzer
         self._connector_factory = connector_factory
         self.queue: Any = queue
         self.store = Store(config.store.data_dir)
         self.rate = CommandRate(config.bot.command_rate, config.bot.command_period_s)
-        self.cdn = cdn_throttle()
+        self.photos = PhotoWork(config, analyzer)
         self.edits = EditBudget(config.bot.edits_per_s)
         self.flows = Flows(self)
         self.delivery = Delivery(self)
-        self.web: aiohttp.ClientSession | None = None
-        self._checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closeup-checks")
-        # Downloads, checks and job references in flight at once: a burst of 25 MB uploads waits here.
-        self.photo_slots = asyncio.Semaphore(config.bot.concurrent_photos)
-        self._job_refs: OrderedDict[str, str] = OrderedDict()  # photo sha -> prepared job reference
         self._tasks: list[asyncio.Task[None]] = []
         self.ready_for_jobs = asyncio.Event()
 
@@ -111,12 +100,7 @@ class CloseupBot(commands.Bot):
             self.queue = build_queue(self.config, self._runner)
         await self.queue.start()
         self._start_warm_up()
-        connector = self._connector_factory() if self._connector_factory else None
-        self.web = aiohttp.ClientSession(connector=connector)
-        if self._analyzer is None:
-            from generation.faces.factory import create_analyzer
-
-            self._analyzer = await self.in_thread(create_analyzer, self.config.faces)
+        await self.photos.open(self._connector_factory() if self._connector_factory else None)
         for name in COGS:
             await self.load_extension(name)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
@@ -152,9 +136,7 @@ class CloseupBot(commands.Bot):
             with contextlib.suppress(Exception):
                 await self.queue.close()
         await self.store.close()
-        if self.web is not None:
-            await self.web.close()
-        self._checks.shutdown(wait=False, cancel_futures=True)
+        await self.photos.close()
         await super().close()
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
@@ -210,45 +192,3 @@ class CloseupBot(commands.Bot):
             except Exception:
                 log.exception("retention sweep failed; will try again")
             await asyncio.sleep(store_cfg.sweep_interval_s)
-
-    # ------------------------------------------------------------------ helpers for cogs and flows
-
-    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """CPU work (decoding, face detection, encoding) off the event loop, one at a time."""
-        return await asyncio.get_running_loop().run_in_executor(self._checks, fn, *args)
-
-    async def download(self, attachment: discord.Attachment) -> bytes:
-        """An attachment from Discord's CDN, size-capped before and during the download."""
-        assert self.web is not None
-        async with self.cdn:
-            return await fetch_attachment(self.web, attachment.url, declared_size=attachment.size,
-                                          max_bytes=self.config.images.max_bytes)
-
-    async def check(self, data: bytes) -> PhotoCheck:
-        return await self.in_thread(check_photo, data, self._analyzer, self.config.images)
-
-    async def job_references(self, photos: list[bytes], shas: list[str]) -> tuple[str, ...]:
-        """What a job carries of its photos: face-centred re-encodes of ≤ 1024 px, base64 (in the check
-        thread, under the photo slots), never the uploads. Kept for the last few photos by content hash,
-        so re-rolls and variations don't detect the same face again; emptied by any /forget."""
-        missing = [(sha, data) for sha, data in zip(shas, photos, strict=True) if sha not in self._job_refs]
-
-        def prepare() -> list[str]:
-            return [base64.b64encode(job_reference(data, self._analyzer, self.config.images)).decode("ascii")
-                    for _, data in missing]
-
-        if missing:
-            async with self.photo_slots:
-                prepared = await self.in_thread(prepare)
-            for (sha, _), reference in zip(missing, prepared, strict=True):
-                self._job_refs[sha] = reference
-        references = tuple(self._job_refs[sha] for sha in shas)
-        for sha in shas:
-            self._job_refs.move_to_end(sha)
-        while len(self._job_refs) > JOB_REFERENCE_CACHE:
-            self._job_refs.popitem(last=False)
-        return references
-
-    def forget_job_references(self) -> None:
-        """/forget: no prepared face stays in memory either."""
-        self._job_refs.clear()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 if TYPE_CHECKING:
-    from bot.app import CloseupBot
+    from bot.host import ButtonHost, ComponentActions
 
 PREFIX = "closeup"
 MAX_CUSTOM_ID = 100  # Discord's limit
@@ -45,8 +45,8 @@ def custom_id(*parts: str) -> str:
     return value
 
 
-def _flows(interaction: discord.Interaction[Any]) -> Any:
-    bot: CloseupBot = interaction.client  # type: ignore[assignment]
+def _flows(interaction: discord.Interaction[Any]) -> ComponentActions:
+    bot: ButtonHost = interaction.client  # type: ignore[assignment]
     return bot.flows
 
 

@@ -30,11 +30,11 @@ from bot.components import result_view
 from bot.imaging import FittedImage, fit_images
 from bot.render import likeness_line, progress_text, results_embed, upload_file
 from bot.store import JobRecord, StoreError
-from generation.jobs import EventKind, JobEvent, JobSpec, ResultImage
+from generation.jobs import EventKind, JobEvent, ResultImage, prompt_of
 from generation.queue.base import RETRIED
 
 if TYPE_CHECKING:
-    from bot.app import CloseupBot
+    from bot.host import DeliveryHost
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class _Lane:
 
 
 class Delivery:
-    def __init__(self, bot: CloseupBot) -> None:
+    def __init__(self, bot: DeliveryHost) -> None:
         self.bot = bot
         self._lanes: dict[str, _Lane] = {}
         self._retried: set[str] = set()  # jobs the host queued again (their record says finished)
@@ -205,7 +205,7 @@ class Delivery:
                 lane.wake.set()
                 return
         event = lane.latest
-        text = progress_text(event, _prompt(record), record.user_id)
+        text = progress_text(event, prompt_of(record.spec_json), record.user_id)
         if text == lane.shown or record.progress_message_id is None:
             return
         if not self.bot.edits.take():
@@ -249,7 +249,7 @@ class Delivery:
 
     async def _deliver_final(self, record: JobRecord, event: JobEvent) -> None:
         if event.kind != EventKind.DONE:
-            await self._edit(record, content=progress_text(event, _prompt(record), record.user_id))
+            await self._edit(record, content=progress_text(event, prompt_of(record.spec_json), record.user_id))
             return
         results = await self.bot.queue.results(record.job_id)  # read once; ack() drops them from the queue
         good, broken = _decode_results(results)
@@ -257,7 +257,7 @@ class Delivery:
         stored = await self.bot.store.save_results(
             record.job_id, [(png, r.seed, r.likeness, r.same_person, r.face_found, r.refined) for png, r in good])
         limit = record.attachment_limit or DEFAULT_UPLOAD_LIMIT
-        fitted: list[FittedImage] = await self.bot.in_thread(
+        fitted: list[FittedImage] = await self.bot.photos.in_thread(
             lambda: fit_images(pngs, per_file_limit=limit, total_limit=MESSAGE_TOTAL_LIMIT)) if pngs else []
         lines = [likeness_line(i, s.likeness, s.same_person, s.face_found, s.refined)
                  for i, s in enumerate(stored, start=1)]
@@ -266,9 +266,10 @@ class Delivery:
         if not pngs:
             await self._edit(record, content=progress_text(JobEvent(
                 EventKind.FAILED, record.job_id, reason="The worker returned no images. Please try again."),
-                _prompt(record), record.user_id))
+                prompt_of(record.spec_json), record.user_id))
             return
-        embed = results_embed(lines, _prompt(record), reencoded=any(f.reencoded for f in fitted), note=event.reason)
+        embed = results_embed(lines, prompt_of(record.spec_json), reencoded=any(f.reencoded for f in fitted),
+                              note=event.reason)
         head = f"🎨 <@{record.user_id}>'s portrait is ready (AI-generated)."
         files = [upload_file(f.data, f.filename) for f in fitted]
         await self._edit(record, content=head, embed=embed, attachments=files, view=result_view(record.job_id))
@@ -350,13 +351,6 @@ class Delivery:
 
 class Undeliverable(Exception):  # noqa: N818 - an outcome
     """Discord refuses every place the result could go (channel and DM): give up instead of retrying."""
-
-
-def _prompt(record: JobRecord) -> str:
-    try:
-        return JobSpec.from_json(record.spec_json).prompt
-    except ValueError:
-        return ""
 
 
 def _decode_results(results: Sequence[ResultImage]) -> tuple[list[tuple[bytes, ResultImage]], int]:

@@ -4,6 +4,9 @@ Every entry point acknowledges Discord first (defer) and only then downloads, ch
 Discord gives three seconds for the first answer. Every refusal is an ephemeral message that says
 what to do next; nothing here raises into discord.py except real bugs, which the cogs' error
 handler turns into an apology.
+
+One class in one file (≈ 540 lines): every command and button goes through the same refusal, quota, draft and
+queueing steps, and a change to one of those steps should be read against all its callers at once.
 """
 
 from __future__ import annotations
@@ -27,20 +30,18 @@ from bot.text import duration, sanitize
 from generation.images import ImageError
 from generation.jobs import JobSpec, PortraitJob, new_job_id
 from generation.prompts import (
-    FRAMINGS,
     PromptRejectedError,
     PromptWarning,
     UnknownFramingError,
-    UnknownStyleError,
-    get_style,
     lint_prompt,
     stricter_policy,
 )
 from generation.queue.base import QueueStorageError
 from generation.queue.scheduler import QueueLimitError
+from generation.styles import FRAMINGS, UnknownStyleError, get_style
 
 if TYPE_CHECKING:
-    from bot.app import CloseupBot
+    from bot.host import FlowsHost
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def apologize(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[Non
 
 
 class Flows:
-    def __init__(self, bot: CloseupBot) -> None:
+    def __init__(self, bot: FlowsHost) -> None:
         self.bot = bot
         self._drafts_starting: set[str] = set()  # draft ids whose button is being handled (double clicks)
 
@@ -141,13 +142,13 @@ class Flows:
         if kind and not kind.startswith(("image/", "application/octet-stream")):
             return (f"`{sanitize(attachment.filename, 80)}` isn't a photo ({sanitize(attachment.content_type, 40)}). "
                     "Attach a JPEG, PNG, WebP or HEIC selfie.")
-        async with self.bot.photo_slots:  # at most a few 25 MB photos in memory at once
+        async with self.bot.photos.slots:  # at most a few 25 MB photos in memory at once
             try:
-                data = await self.bot.download(attachment)
+                data = await self.bot.photos.download(attachment)
             except DownloadError as exc:
                 return exc.user_message
             try:
-                checked = await self.bot.check(data)
+                checked = await self.bot.photos.check(data)
             except ImageError as exc:
                 return exc.user_message
         self.bot.metrics.observe_check(checked)
@@ -273,7 +274,7 @@ class Flows:
                          options: PortraitJob, photos: list[bytes], shas: list[str], user_id: str, guild_id: str,
                          channel_id: str) -> bool:
         try:
-            references = await self.bot.job_references(photos, shas)
+            references = await self.bot.photos.job_references(photos, shas)
         except ImageError as exc:  # a stored photo that no longer decodes
             await self._tell(interaction, reply_to, exc.user_message)
             return False
@@ -439,7 +440,7 @@ class Flows:
         if answer == "no":
             return await interaction.edit_original_response(content="Nothing was deleted.", view=None)
         purged = await self.bot.queue.purge(user_id)
-        self.bot.forget_job_references()
+        self.bot.photos.forget_job_references()
         try:
             report = await self.bot.store.forget(user_id)
         except StoreError as exc:

@@ -51,7 +51,7 @@ async def redis_problem(config: Config) -> str | None:
     if config.queue.backend != "redis":
         return None
     try:
-        from generation.queue.redis import check_reachable
+        from generation.queue.redis_store import check_reachable
     except ImportError:
         return "queue.backend is \"redis\" but the redis package is missing: pip install 'closeup[redis]'"
     try:

@@ -21,14 +21,14 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:
-    from bot.app import CloseupBot
+    from bot.host import StatusHost
 
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 2.0
 
 
-async def serve_status(bot: CloseupBot) -> StatusServer | None:
+async def serve_status(bot: StatusHost) -> StatusServer | None:
     """Start the server when ``[metrics]`` enables it. A port already taken is logged, not fatal:
     a bot without its metrics still serves people."""
     settings = bot.config.metrics
@@ -47,7 +47,7 @@ async def serve_status(bot: CloseupBot) -> StatusServer | None:
 class StatusServer:
     """Serves /metrics and /healthz; ``port`` is the bound one (useful with port 0)."""
 
-    def __init__(self, bot: CloseupBot, host: str, port: int) -> None:
+    def __init__(self, bot: StatusHost, host: str, port: int) -> None:
         self.bot = bot
         self.host = host
         self.port = port

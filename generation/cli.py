@@ -148,8 +148,9 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     from generation.loading import conditioning_analyzer, likeness_analyzer, load_backend, reference_crops
     from generation.models import ModelMissingError
     from generation.pipelines.types import GenerationError, OutOfMemory
-    from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
+    from generation.prompts import PromptRejectedError, UnknownFramingError
     from generation.queue.base import out_of_memory_outcome
+    from generation.styles import UnknownStyleError
 
     out_dir = Path(args.out)
     try:
@@ -400,7 +401,7 @@ def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.
     check.add_argument("--backend", choices=["auto", "dlib", "insightface"], help="override faces.backend")
     check.set_defaults(func=cmd_check)
 
-    from generation.prompts import FRAMINGS, STYLES
+    from generation.styles import FRAMINGS, STYLES
 
     generate = sub.add_parser(
         "generate", help="make identity-locked portraits from reference photos",

@@ -7,6 +7,10 @@ becomes a "fail" row naming the exception, so one broken probe cannot hide the r
 Generation needs (torch, the GPU, model weights, the conditioning insightface pack) are hard
 requirements only where generation runs: in this process with the embedded queue, or on a
 `closeup worker` machine. With ``queue.backend = "redis"`` the bot's own host merely warns about them.
+
+One file on purpose (≈ 780 lines): a flat checklist of small, independent probes in the order the table
+prints them (`run_doctor` at the end lists them), each a plain function; what the probes share (which models
+and packs the stack loads) lives in generation/stack.py and generation/models.py.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from generation.config import Config, FacesConfig, GenerationConfig, ModelsConfig, QueueConfig
+from generation.config import Config, GenerationConfig, ModelsConfig, QueueConfig
 from generation.models import (
     MODEL_FILES,
     ModelFiles,
@@ -39,6 +43,7 @@ from generation.models import (
     model_files,
     model_ref,
 )
+from generation.stack import SELFIE_CHECKS, needed_models, pack_uses
 
 Status = Literal["ok", "warn", "fail", "skip"]
 STATUSES: tuple[Status, ...] = ("ok", "warn", "fail", "skip")
@@ -359,18 +364,6 @@ def check_gpu(generation: GenerationConfig, scope: Scope, job_timeout_s: float =
 # --------------------------------------------------------------------------- models
 
 
-def needed_models(generation: GenerationConfig) -> list[str]:
-    """The models the configured backend and preset load, in loading order."""
-    if generation.backend == "edit":  # one pipeline folder; the SDXL presets do not apply
-        from generation.models import EDITOR_MODELS
-
-        keys = [EDITOR_MODELS[generation.editor]]
-    else:
-        keys = ["base", *(["instantid"] if generation.backend == "instantid" else ["faceid", "image_encoder"])]
-        keys += [generation.preset] if generation.preset in ("lightning", "lcm") else []
-    return keys + (["safety_checker"] if generation.safety_checker else [])
-
-
 def licence_note(ref: ModelRef) -> str:
     if ref.repo_id == getattr(ModelsConfig(), ref.key):
         return MODEL_FILES[ref.key].licence
@@ -468,21 +461,6 @@ def check_models(config: Config, scope: Scope, *, online: bool, endpoint: str | 
 INSIGHTFACE_LICENCE = "insightface packs: non-commercial research use only"
 
 
-SELFIE_CHECKS = "selfie checks"
-
-
-def pack_uses(faces: FacesConfig, generation: GenerationConfig) -> dict[str, list[str]]:
-    """Pack name → what uses it: selfie checks (faces.insightface_pack) and generation's face embedding (none for
-    an editor, which measures the reference with the likeness model; as generation/loading.py)."""
-    uses: dict[str, list[str]] = {}
-    if faces.backend != "opencv":
-        uses[faces.insightface_pack] = [SELFIE_CHECKS]
-    if generation.backend != "edit":
-        conditioning = "antelopev2" if generation.backend == "instantid" else "buffalo_l"
-        uses.setdefault(conditioning, []).append(f"{generation.backend} generation")
-    return uses
-
-
 def check_pack(pack: str, uses: list[str], config: Config, scope: Scope) -> Check:
     """Selfie checks with faces.backend = 'auto' never download (they fall back to dlib); the rest may."""
     from generation.faces.insightface_packs import DEFAULT_URL_BASE, find_pack_dir
@@ -550,7 +528,7 @@ def check_redis(queue: QueueConfig, timeout_s: float = REDIS_TIMEOUT_S) -> Check
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from generation.queue.redis import mask_secrets
+    from generation.logging_setup import mask_secrets
 
     where = mask_secrets(queue.redis_url)
     try:

@@ -162,6 +162,14 @@ def without_images(event: JobEvent) -> JobEvent:
     return dataclasses.replace(event, results=()) if event.results else event
 
 
+def prompt_of(spec_json: str | bytes) -> str:
+    """The prompt of a stored job spec, for listings and progress messages; "" when the spec is unreadable."""
+    try:
+        return JobSpec.from_json(spec_json).prompt
+    except ValueError:  # JobFormatError, whatever the stored text was
+        return ""
+
+
 def _build(cls: type, values: dict[str, Any]) -> Any:
     try:
         return cls(**values)

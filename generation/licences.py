@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generation.config import Config, ModelsConfig
+from generation.stack import needed_models, pack_uses
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,6 @@ UNKNOWN_TERMS = Terms("unknown (not a default repository)", False, "read its mod
 def stack(config: Config) -> list[Part]:
     """Every licensed part the configured stack loads: generation models, the insightface pack generation
     conditions on, and the face models the quality gate and likeness scoring use."""
-    from generation.doctor import needed_models, pack_uses
     from generation.models import ROLES, model_ref
 
     parts = []

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from generation.config import Config
-
-# Face crops an editor backend gets per job: the best 1-3 reference photos.
-EDITOR_REFERENCES = 3
+from generation.pipelines.types import EDITOR_REFERENCES
+from generation.stack import conditioning_pack
 
 
 def likeness_analyzer(config: Config):
@@ -28,7 +27,7 @@ def conditioning_analyzer(config: Config, likeness=None):
         return likeness if likeness is not None else likeness_analyzer(config)
     from generation.faces.insightface_backend import InsightFaceAnalyzer
 
-    pack = "antelopev2" if config.generation.backend == "instantid" else "buffalo_l"
+    pack = conditioning_pack(config.generation)
     return InsightFaceAnalyzer(root=config.faces.insightface_root, pack=pack,
                                download=config.faces.insightface_download)
 

@@ -27,8 +27,16 @@ _AUTH_PATTERN = re.compile(r"(Authorization['\"]?\s*[:=]\s*['\"]?)(Bot\s+)?[^\s'
 _URL_TOKEN_PATTERN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.-]{20,}")
 # Secret-named fields in logged payloads (discord.py logs gateway events, with interaction tokens, at DEBUG).
 _FIELD_PATTERN = re.compile(r"""(['"]?(?:token|password|secret)['"]?\s*[:=]\s*['"])[^'"]+""", re.IGNORECASE)
-# Passwords in service URLs (redis://:password@host).
+# Passwords in service URLs (redis://:password@host) and in their query strings (redis://host/0?password=pw).
 _URL_PASSWORD_PATTERN = re.compile(r"([a-z][a-z0-9+.-]*://[^:@/\s]*:)[^@/\s]+@", re.IGNORECASE)
+_QUERY_PASSWORD_PATTERN = re.compile(r"(password=)[^&\s]+", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """Hide passwords in URLs (``redis://user:***@host``, ``?password=***``) so messages and logs can show the
+    rest. The one implementation: scrub() applies it to every log line, and the Redis queue and `closeup doctor`
+    to the URLs and errors they show."""
+    return _QUERY_PASSWORD_PATTERN.sub(r"\1***", _URL_PASSWORD_PATTERN.sub(r"\1***@", text))
 
 
 def scrub(text: str) -> str:
@@ -36,7 +44,7 @@ def scrub(text: str) -> str:
     text = _TOKEN_PATTERN.sub("[token]", text)
     text = _URL_TOKEN_PATTERN.sub(r"\1[token]", text)
     text = _FIELD_PATTERN.sub(r"\1[redacted]", text)
-    text = _URL_PASSWORD_PATTERN.sub(r"\1***@", text)
+    text = mask_secrets(text)
     return _AUTH_PATTERN.sub(r"\1[redacted]", text)
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from generation.config import Config, GenerationConfig
-from generation.doctor import licence_note, needed_models, size_on_disk
+from generation.doctor import licence_note, size_on_disk
 from generation.models import ModelMissingError, ModelRef, cached_snapshot, hf_cache_dir, model_files, model_ref
+from generation.stack import SELFIE_CHECKS, needed_models, pack_uses
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,6 @@ def pull(ref: ModelRef, generation: GenerationConfig, *, endpoint: str | None = 
 def pull_packs(config: Config, backend: str | None = None) -> list[tuple[str, Path | Exception]]:
     """The insightface packs generation (and insightface selfie checks) use: each one's folder, fetched if
     missing, or the FaceModelMissingError saying why it could not be."""
-    from generation.doctor import SELFIE_CHECKS, pack_uses
     from generation.faces import FaceModelMissingError
     from generation.faces.insightface_packs import ensure_pack
 

@@ -98,10 +98,8 @@ def variant_kwargs(ref: ModelRef, generation: GenerationConfig) -> dict[str, Any
     return {} if has_full and not has_variant else {"variant": ref.variant}
 
 
-def _lightning_file() -> str:
-    from generation.pipelines.diffusers_common import LIGHTNING_FILE  # numpy only, no torch
-
-    return LIGHTNING_FILE
+# The fast preset's LoRA file in ByteDance/SDXL-Lightning (the loader and `closeup models pull` read this name).
+LIGHTNING_FILE = "sdxl_lightning_4step_lora.safetensors"
 
 
 @dataclass(frozen=True)
@@ -127,7 +125,7 @@ MODEL_FILES = {
     "faceid": ModelFiles(("ip-adapter-faceid-plusv2_sdxl.bin",), ("ip-adapter-faceid-plusv2_sdxl.bin",),
                          "non-commercial / research use only (built on insightface face embeddings)"),
     "image_encoder": ModelFiles(("config.json",), ("config.json", "model.safetensors"), "MIT"),
-    "lightning": ModelFiles((), (), "CreativeML Open RAIL++-M"),  # the file name comes from diffusers_common
+    "lightning": ModelFiles((), (), "CreativeML Open RAIL++-M"),  # the one file: LIGHTNING_FILE
     "lcm": ModelFiles(("pytorch_lora_weights.safetensors",), ("pytorch_lora_weights.safetensors",),
                       "CreativeML Open RAIL++-M"),
     # Editors: one diffusers pipeline folder each (the text encoder's weights may be sharded).
@@ -152,7 +150,7 @@ def model_files(key: str, variant: str = "") -> ModelFiles:
     full-precision ones (diffusers names them <name>.<variant>.safetensors)."""
     files = MODEL_FILES[key]
     if key == "lightning":
-        name = _lightning_file()
+        name = LIGHTNING_FILE
         return replace(files, markers=(name,), fetch=(name,))
     if variant:
         def of_variant(names: tuple[str, ...]) -> tuple[str, ...]:

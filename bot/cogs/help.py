@@ -40,7 +40,7 @@ class Help(commands.Cog):
     async def help(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         if self._example is None:
-            self._example = await self.bot.in_thread(make_example_framing_png)
+            self._example = await self.bot.photos.in_thread(make_example_framing_png)
         embed = discord.Embed(title="Getting portraits that look like you", colour=discord.Colour.blurple(),
                               description="Bigger, clearer faces capture identity better.\n\n" + "\n".join(
                                   f"• {tip}" for tip in TIPS))

@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from generation.jobs import PortraitJob
-from generation.prompts import FRAMINGS, STYLES
+from generation.styles import FRAMINGS, STYLES
 
 if TYPE_CHECKING:
     from bot.app import CloseupBot

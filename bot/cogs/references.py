@@ -10,12 +10,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.render import upload_file
-from bot.store import NotFound
+from bot.store import MAX_REFERENCES, NotFound
 
 if TYPE_CHECKING:
     from bot.app import CloseupBot
 
-MAX_REFERENCES = 5
 
 
 def _thumbnail(data: bytes) -> bytes:
@@ -58,7 +57,7 @@ class References(commands.GroupCog, group_name="reference", group_description="Y
             advice = f" — {ref.advice[0]}" if ref.advice else ""
             lines.append(f"`{number}` **{ref.verdict}**{advice}")
             data = await self.bot.store.reference_bytes(str(interaction.user.id), ref.ref_id)
-            files.append(upload_file(await self.bot.in_thread(_thumbnail, data), f"reference-{number}.jpg"))
+            files.append(upload_file(await self.bot.photos.in_thread(_thumbnail, data), f"reference-{number}.jpg"))
         embed = discord.Embed(title="Your reference photos", description="\n".join(lines),
                               colour=discord.Colour.blurple())
         embed.set_footer(text="Delete one with /reference delete number:<n> · delete everything with /forget")

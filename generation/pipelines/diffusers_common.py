@@ -11,14 +11,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from generation.config import GenerationConfig, ModelsConfig
-from generation.models import ModelFileError, explain_missing, hub_kwargs, model_ref
+from generation.models import LIGHTNING_FILE, ModelFileError, explain_missing, hub_kwargs, model_ref
 from generation.pipelines.types import GenerationError, OutOfMemory, StepCallback
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-LIGHTNING_FILE = "sdxl_lightning_4step_lora.safetensors"
-
 
 def step_callback(on_step: StepCallback | None, total: int) -> Any:
     """A diffusers callback_on_step_end that reports (step, total) and lets on_step cancel."""

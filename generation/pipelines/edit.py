@@ -42,11 +42,16 @@ from generation.models import (
 )
 from generation.pipelines.diffusers_common import run_on_device, step_callback, to_uint8
 from generation.pipelines.refine import redenoise_steps
-from generation.pipelines.types import GenerationError, GenerationRequest, Img2ImgRequest, StepCallback
+from generation.pipelines.types import (
+    EDITOR_REFERENCES,
+    GenerationError,
+    GenerationRequest,
+    Img2ImgRequest,
+    StepCallback,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_REFERENCES = 3  # both editors take several images; more crops of one face add little and cost tokens
 # Both pipelines work in 16-px blocks (VAE 8× and 2×2 patches) and are trained around one megapixel.
 CANVAS_MULTIPLE = 16
 MAX_PROMPT_TOKENS = 400  # of the 512 the text encoders read, leaving room for the instruction around it
@@ -141,7 +146,7 @@ def _pil(rgb: np.ndarray) -> Image.Image:
 def _references(request: GenerationRequest) -> list[Image.Image]:
     if not request.references:
         raise GenerationError("The editor got no reference face crop; the reference photos could not be cropped.")
-    return [_pil(crop) for crop in request.references[:MAX_REFERENCES]]
+    return [_pil(crop) for crop in request.references[:EDITOR_REFERENCES]]
 
 
 def _require_torchvision(editor: str) -> None:

@@ -8,6 +8,10 @@ from typing import Protocol
 
 import numpy as np
 
+# Face crops an editor backend gets per job: the best 1-3 reference photos (both editors take several images;
+# more crops of one face add little and cost tokens).
+EDITOR_REFERENCES = 3
+
 # (step, total_steps); raise GenerationCancelled from it to stop at the next denoising step.
 StepCallback = Callable[[int, int], None]
 

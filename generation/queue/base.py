@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -56,6 +57,36 @@ def fewer_images_note(spec: JobSpec, smaller: bool) -> str:
 # The reason on the QUEUED event of a failed or set-aside job the host queued again (`closeup queue retry`):
 # the bot takes such a job up again instead of treating it as finished.
 RETRIED = "Queued again by the host."
+
+
+class EventFanout:
+    """Hands every job event to each subscriber's own asyncio queue: the bot's delivery, `closeup generate`'s
+    progress bar, a test. Both queues announce events this way; where the events come from differs."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[JobEvent]] = set()
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Every event from now on, in order (subscribe before submitting to miss nothing)."""
+        queue = self.subscribe()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.unsubscribe(queue)
+
+    def subscribe(self) -> asyncio.Queue[JobEvent]:
+        """A queue receiving every event from now on; pass it to unsubscribe() when done."""
+        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[JobEvent]) -> None:
+        self._subscribers.discard(queue)
+
+    def _announce(self, event: JobEvent) -> None:
+        for queue in list(self._subscribers):
+            queue.put_nowait(event)
 
 
 class QueueStorageError(RuntimeError):

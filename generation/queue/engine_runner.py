@@ -20,9 +20,10 @@ from generation.jobs import JobSpec, PortraitJob, ResultImage
 from generation.likeness import ReferenceSetError
 from generation.loading import reference_crops
 from generation.pipelines.types import Backend, GenerationError
-from generation.prompts import PromptRejectedError, UnknownFramingError, UnknownStyleError
+from generation.prompts import PromptRejectedError, UnknownFramingError
 from generation.queue.base import JobFailed, Progress
 from generation.safety import SafetyChecker
+from generation.styles import UnknownStyleError
 
 log = logging.getLogger("closeup.worker")
 

@@ -5,6 +5,10 @@ queued jobs wait again, a job that was running runs again (job ids are idempoten
 results that were not yet delivered are handed out again until ``ack`` says they arrived.
 All SQLite work happens on one dedicated thread, and the job itself runs in another, so the event
 loop never blocks on either.
+
+One class in one file (≈ 510 lines): the journal's SQL and the asyncio side share one connection, one thread
+and one invariant (write, then announce); what both queues share lives in base.py, scheduler.py and
+outcome.py.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,18 +37,12 @@ from generation.jobs import (
     results_to_json,
     without_images,
 )
+from generation.lifecycle import StartClose
 from generation.logging_setup import in_job_context, job_logging
-from generation.queue.base import (
-    JobCancelled,
-    JobFailed,
-    JobStatus,
-    OutOfMemory,
-    QueueStorageError,
-    Runner,
-    fewer_images_note,
-    out_of_memory_outcome,
-)
+from generation.queue.base import EventFanout, JobCancelled, JobStatus, QueueStorageError, Runner
+from generation.queue.outcome import Ending, RunEnd, judge_run, set_aside_event
 from generation.queue.scheduler import EtaEstimator, Limits, Waiting, assign_round, check_counts, fair_order
+from generation.sqlite_errors import sqlite_problem
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,28 +83,17 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # backoff while the journal is locked or
 
 
 def _storage_error(exc: sqlite3.Error, path: Path) -> QueueStorageError:
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return QueueStorageError(f"The job journal {path} is locked by another process. Is a second closeup "
-                                 "running with the same data folder?")
-    if "full" in text:
-        return QueueStorageError(f"The disk holding the job journal {path} is full. Free some space; no job "
-                                 "was lost.")
-    if "readonly" in text or "read-only" in text or "unable to open" in text:
-        return QueueStorageError(f"The job journal {path} cannot be written: check the folder's permissions.")
-    if "disk i/o error" in text:
-        return QueueStorageError(f"Writing the job journal {path} failed at the disk (full, over a size limit, or "
-                                 "failing). Check free space and the disk; no job was lost.")
-    return QueueStorageError(f"The job journal {path} failed: {exc}")
+    return QueueStorageError(sqlite_problem(exc, path, "the job journal", "no job was lost"))
 
 
-class LocalQueue:
+class LocalQueue(EventFanout, StartClose):
     """Embedded job queue with one worker. Use ``async with LocalQueue(...)`` or start()/close()."""
 
     def __init__(self, path: str | Path, runner: Runner, *, limits: Limits | None = None,
                  timeout_s: float = 900.0, max_failures: int = 3, eta: EtaEstimator | None = None,
                  shutdown_grace_s: float = 30.0, busy_timeout_s: float = 5.0,
                  keep_finished_s: float = 7 * 86400.0) -> None:
+        super().__init__()
         self.path = Path(path)
         self.runner = runner
         self.limits = limits or Limits()
@@ -122,19 +109,11 @@ class LocalQueue:
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
-        self._subscribers: set[asyncio.Queue[JobEvent]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._current: tuple[str, threading.Event, float] | None = None
         self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
-
-    async def __aenter__(self) -> LocalQueue:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -417,28 +396,8 @@ class LocalQueue:
 
         return await self._db(purge)
 
-    async def events(self) -> AsyncIterator[JobEvent]:
-        """Every event from now on, in order (subscribe before submitting to miss nothing)."""
-        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
-        self._subscribers.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.discard(queue)
-
-    def subscribe(self) -> asyncio.Queue[JobEvent]:
-        """A queue receiving every event from now on; pass it to unsubscribe() when done."""
-        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
-        self._subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[JobEvent]) -> None:
-        self._subscribers.discard(queue)
-
     def _emit(self, event: JobEvent) -> None:
-        for queue in list(self._subscribers):
-            queue.put_nowait(event)
+        self._announce(event)
 
     # ------------------------------------------------------------------ the worker
 
@@ -492,49 +451,44 @@ class LocalQueue:
             future = loop.run_in_executor(self._work_thread,
                                           in_job_context(self.runner.run, run_spec, progress, cancelled))
         timeout = spec.timeout_s or self.timeout_s
+        results: list[ResultImage] = []
+        error: Exception | None = None
+        timed_out = False
         try:
             results = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
+            timed_out = True
             cancelled.set()
             with contextlib.suppress(BaseException):
                 await future  # it stops at its next step
-            await self._end(spec.job_id, JobState.FAILED, JobEvent(
-                EventKind.FAILED, spec.job_id, attempt=attempts,
-                reason=f"This portrait took longer than {timeout:.0f} s and was stopped. Try fewer images."))
-        except JobCancelled:
-            if self._stopping:  # shutdown: hand the job back rather than lose it
-                await self._db(self._requeue, spec.job_id, refund=True)
-                log.info("shutdown: job %s handed back to the queue", spec.job_id)
-            else:
-                await self._end(spec.job_id, JobState.CANCELLED,
-                                JobEvent(EventKind.CANCELLED, spec.job_id, reason="Cancelled.", attempt=attempts))
-        except JobFailed as exc:
-            await self._end(spec.job_id, JobState.FAILED,
-                            JobEvent(EventKind.FAILED, spec.job_id, reason=exc.reason, attempt=attempts))
-        except OutOfMemory:
-            reason = out_of_memory_outcome(spec.count, smaller)
-            if reason is not None:
-                await self._end(spec.job_id, JobState.FAILED,
-                                JobEvent(EventKind.FAILED, spec.job_id, attempt=attempts, reason=reason))
-            else:
-                log.warning("job %s: out of memory with %d images; retrying with one", spec.job_id, spec.count)
-                await self._db(self._requeue, spec.job_id, smaller=True)
-        except Exception as exc:  # a bug or a transient fault: retry a few times, then set it aside
-            log.exception("job %s failed (attempt %d)", spec.job_id, attempts)
-            failures = await self._db(self._requeue, spec.job_id, failed=True)
-            if failures >= self.max_failures:
-                await self._end(spec.job_id, JobState.POISONED, JobEvent(
-                    EventKind.FAILED, spec.job_id, attempt=attempts,
-                    reason=f"Making this portrait failed {failures} times ({type(exc).__name__}: {exc}); it was "
-                    "set aside. The server owner can see the details in the log."))
-        else:
-            self.eta.record(time.monotonic() - started)
-            await self._end(spec.job_id, JobState.DONE, JobEvent(
-                EventKind.DONE, spec.job_id, results=tuple(results), attempt=attempts,
-                reason=fewer_images_note(spec, smaller)))
+        except Exception as exc:
+            error = exc
+        try:
+            await self._record(spec, attempts, judge_run(spec, attempts, smaller, results, error,
+                                                         timed_out_after=timeout if timed_out else None), started)
         finally:
             self._current = None
             self._wakeup.set()
+
+    async def _record(self, spec: JobSpec, attempts: int, end: RunEnd, started: float) -> None:
+        if end.ending is Ending.CANCELLED and self._stopping:  # shutdown: hand the job back rather than lose it
+            await self._db(self._requeue, spec.job_id, refund=True)
+            log.info("shutdown: job %s handed back to the queue", spec.job_id)
+        elif end.ending is Ending.RETRY_SMALLER:
+            log.warning("job %s: out of memory with %d images; retrying with one", spec.job_id, spec.count)
+            await self._db(self._requeue, spec.job_id, smaller=True)
+        elif end.ending is Ending.CRASHED:
+            assert end.error is not None
+            log.error("job %s failed (attempt %d)", spec.job_id, attempts, exc_info=end.error)
+            failures = await self._db(self._requeue, spec.job_id, failed=True)
+            if failures >= self.max_failures:
+                await self._end(spec.job_id, JobState.POISONED,
+                                set_aside_event(spec.job_id, attempts, failures, end.error))
+        else:
+            assert end.event is not None
+            if end.ending is Ending.DONE:
+                self.eta.record(time.monotonic() - started)
+            await self._end(spec.job_id, end.state, end.event)
 
     async def _end(self, job_id: str, state: JobState, event: JobEvent) -> None:
         """Journal first, then announce. A finished job's outcome is worth waiting for: a locked or full

@@ -28,17 +28,10 @@ from typing import Any, TypeVar
 from redis.exceptions import ResponseError
 
 from generation.jobs import EventKind, JobEvent, JobFormatError, JobSpec, JobState, ResultImage
-from generation.logging_setup import in_job_context, job_logging
-from generation.queue.base import (
-    JobCancelled,
-    JobFailed,
-    OutOfMemory,
-    QueueStorageError,
-    Runner,
-    fewer_images_note,
-    out_of_memory_outcome,
-)
-from generation.queue.redis import (
+from generation.logging_setup import in_job_context, job_logging, mask_secrets
+from generation.queue.base import JobCancelled, QueueStorageError, Runner
+from generation.queue.outcome import Ending, RunEnd, judge_run, set_aside_event
+from generation.queue.redis_store import (
     DEFAULT_PREFIX,
     GROUP,
     RETRYABLE,
@@ -46,7 +39,6 @@ from generation.queue.redis import (
     Claim,
     Keys,
     RedisStore,
-    mask_secrets,
     stop_tasks,
 )
 
@@ -263,41 +255,27 @@ class Worker:
         future.add_done_callback(lambda _: inbox.put_nowait(None))
         timeout = spec.timeout_s or self.timeout_s
         why = await self._watch(claim, inbox, cancelled, loop.time() + timeout)
+        results: list[ResultImage] = []
+        error: Exception | None = None
         try:
-            results: list[ResultImage] = await future
-        except JobCancelled:
-            results = []
-            if why != "timeout":
-                await self._stopped(claim, why)
-                return
-        except JobFailed as exc:
-            if why != "timeout":
-                await self._end(claim, JobState.FAILED,
-                                JobEvent(EventKind.FAILED, job_id, reason=exc.reason, attempt=attempts))
-                return
-        except OutOfMemory:
-            if why != "timeout":
-                await self._out_of_memory(claim, spec)
-                return
-        except Exception as exc:  # a bug or a transient fault: retry a few times, then set it aside
-            if why != "timeout":
-                await self._crashed(claim, exc)
-                return
-        if why == "lost":
+            results = await future
+        except Exception as exc:
+            error = exc
+        end = judge_run(spec, attempts, claim.smaller, results, error,
+                        timed_out_after=timeout if why == "timeout" else None)
+        if end.ending is Ending.CANCELLED:
+            await self._stopped(claim, why, end)
+        elif end.ending is Ending.RETRY_SMALLER:
+            log.warning("job %s: out of memory with %d images; retrying with one", job_id, spec.count)
+            await self._durably("requeueing a job", lambda: self._store.requeue(job_id, claim.ticket, smaller=True))
+        elif end.ending is Ending.CRASHED:
+            assert end.error is not None
+            await self._crashed(claim, end.error)
+        elif end.ending is Ending.DONE and why == "lost":
             log.warning("job %s was handed to another worker meanwhile; dropping this run's result", job_id)
-        elif why == "timeout":
-            await self._end(claim, JobState.FAILED, JobEvent(
-                EventKind.FAILED, job_id, attempt=attempts,
-                reason=f"This portrait took longer than {timeout:.0f} s and was stopped. Try fewer images."))
         else:
-            try:
-                done = JobEvent(EventKind.DONE, job_id, results=tuple(results), attempt=attempts,
-                                reason=fewer_images_note(spec, claim.smaller))
-                done.to_json()
-            except Exception as exc:  # the runner returned something that is not a list of ResultImage
-                await self._crashed(claim, exc)
-                return
-            if await self._end(claim, JobState.DONE, done):
+            assert end.event is not None
+            if await self._end(claim, end.state, end.event) and end.ending is Ending.DONE:
                 self._jobs_done += 1
 
     async def _watch(self, claim: Claim, inbox: asyncio.Queue[tuple[int, int] | None], cancelled: threading.Event,
@@ -342,25 +320,16 @@ class Worker:
             replies = await pipe.execute()
         return bool(replies[-1])
 
-    async def _stopped(self, claim: Claim, why: str | None) -> None:
+    async def _stopped(self, claim: Claim, why: str | None, end: RunEnd) -> None:
         if why == "lost":
             log.warning("job %s was handed to another worker meanwhile; stopped here", claim.job_id)
         elif why == "cancel" or (why is None and not self._stopping):
-            await self._end(claim, JobState.CANCELLED,
-                            JobEvent(EventKind.CANCELLED, claim.job_id, reason="Cancelled.", attempt=claim.attempts))
+            assert end.event is not None
+            await self._end(claim, JobState.CANCELLED, end.event)
         else:  # shutdown: hand the job back rather than lose it; this try does not count
             await self._durably("handing a job back",
                                 lambda: self._store.requeue(claim.job_id, claim.ticket, refund=True))
             log.info("shutdown: job %s handed back to the queue", claim.job_id)
-
-    async def _out_of_memory(self, claim: Claim, spec: JobSpec) -> None:
-        reason = out_of_memory_outcome(spec.count, claim.smaller)
-        if reason is not None:
-            await self._end(claim, JobState.FAILED,
-                            JobEvent(EventKind.FAILED, claim.job_id, attempt=claim.attempts, reason=reason))
-            return
-        log.warning("job %s: out of memory with %d images; retrying with one", claim.job_id, spec.count)
-        await self._durably("requeueing a job", lambda: self._store.requeue(claim.job_id, claim.ticket, smaller=True))
 
     async def _crashed(self, claim: Claim, exc: Exception) -> None:
         log.error("job %s failed (attempt %d)", claim.job_id, claim.attempts, exc_info=exc)
@@ -370,10 +339,8 @@ class Worker:
             await self._durably("requeueing a job", lambda: self._store.requeue(claim.job_id, claim.ticket,
                                                                                 failed=True))
             return
-        await self._end(claim, JobState.POISONED, JobEvent(
-            EventKind.FAILED, claim.job_id, attempt=claim.attempts,
-            reason=f"Making this portrait failed {failures} times ({type(exc).__name__}: {exc}); it was "
-            "set aside. The server owner can see the details in the log."), add_failure=True)
+        await self._end(claim, JobState.POISONED, set_aside_event(claim.job_id, claim.attempts, failures, exc),
+                        add_failure=True)
 
     async def _end(self, claim: Claim, state: JobState, event: JobEvent, *, add_failure: bool = False) -> bool:
         stored = await self._durably("storing a result", lambda: self._store.finish(

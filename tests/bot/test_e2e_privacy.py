@@ -143,7 +143,7 @@ def test_a_burst_of_uploads_holds_only_a_few_photos_at_once(tmp_path: Path) -> N
 
     async def body() -> None:
         async with world(tmp_path, FastGenerator(), config) as w:
-            real = w.bot.download
+            real = w.bot.photos.download
 
             async def counting(attachment):  # the real download, counted while it and the check hold a photo
                 peak[0] += 1
@@ -154,7 +154,7 @@ def test_a_burst_of_uploads_holds_only_a_few_photos_at_once(tmp_path: Path) -> N
                 finally:
                     peak[0] -= 1
 
-            w.bot.download = counting
+            w.bot.photos.download = counting
             people = [w.alice, w.bob, w.admin]
             inters = [await w.slash(person, "portrait", {"photo": w.emu.attachment(photo())})
                       for person in people for _ in range(2)]

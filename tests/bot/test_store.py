@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import (
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
     Draft,
@@ -436,3 +437,50 @@ def test_the_daily_quota_is_counted_at_once_survives_deletes_and_forget_clears_i
         assert (await store.counts())["asks"] == 1  # bob's
 
     run(tmp_path, scenario)
+
+
+def test_a_store_that_kept_its_version_in_the_meta_table_opens_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Before the version moved to PRAGMA user_version it lived only in meta: such a store opens as the schema it
+    says, keeps every row and file, and carries its version in user_version afterwards (meta kept in step)."""
+    data = tmp_path / "data"
+    (data / "photos").mkdir(parents=True, mode=0o700)
+    (data / "photos" / f"{sha(JPEG)}.jpg").write_bytes(JPEG)
+    with sqlite3.connect(data / "closeup.db") as conn:  # as the release before the move wrote it
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SCHEMA)
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT INTO people VALUES ('alice', 1.0, 2.0)")
+        conn.execute("INSERT INTO refs (user_id, sha256, verdict, advice, created_at, last_used_at) "
+                     "VALUES ('alice', ?, 'pass', '[\"good light\"]', ?, ?)", (sha(JPEG), time.time(), time.time()))
+        conn.execute("INSERT INTO guild_settings VALUES ('g1', '[\"c1\"]', 2, NULL, 'warn', 3)")
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+
+    async def scenario(store: Store) -> None:
+        counts = await store.counts()
+        assert (counts["people"], counts["references"], counts["guild_settings"]) == (1, 1, 1)
+        (ref,) = await store.references("alice")
+        assert ref.advice == ("good light",)
+        assert await store.reference_bytes("alice", ref.ref_id) == JPEG
+        assert await store.guild_settings("g1") == GuildSettings("g1", ("c1",), 2, None, "warn", 3)
+        assert await store.touch_person("alice") is False  # still known: no second consent notice
+
+    run(tmp_path, scenario)
+    with sqlite3.connect(data / "closeup.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    run(tmp_path, lambda store: _noop())  # and opens again from user_version
+
+
+def test_a_new_store_records_its_version_in_user_version(tmp_path: Path) -> None:
+    run(tmp_path, lambda store: _noop())
+    with sqlite3.connect(tmp_path / "data" / "closeup.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS)
+
+
+def test_a_newer_user_version_is_refused(tmp_path: Path) -> None:
+    run(tmp_path, lambda store: _noop())
+    with sqlite3.connect(tmp_path / "data" / "closeup.db") as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer closeup"):
+        run(tmp_path, lambda store: _noop())

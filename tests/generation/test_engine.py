@@ -22,8 +22,9 @@ from generation.jobs import PortraitJob
 from generation.likeness import ReferenceSetError, combine_references
 from generation.pipelines.framing import FRAMINGS
 from generation.pipelines.types import GenerationError, GenerationRequest, Img2ImgRequest, OutOfMemory
-from generation.prompts import PromptRejectedError, UnknownStyleError
+from generation.prompts import PromptRejectedError
 from generation.quality import degrade
+from generation.styles import UnknownStyleError
 
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 

@@ -8,19 +8,14 @@ import re
 import pytest
 
 from generation.prompts import (
-    DEFAULT_FRAMING,
-    DEFAULT_STYLE,
-    FRAMINGS,
     SCALE_LIMITS,
-    STYLES,
     LintResult,
     PromptRejectedError,
     UnknownFramingError,
-    UnknownStyleError,
     approximate_token_count,
-    get_style,
     lint_prompt,
 )
+from generation.styles import DEFAULT_FRAMING, DEFAULT_STYLE, FRAMINGS, STYLES, UnknownStyleError, get_style
 
 STUDIO = STYLES["studio-headshot"]
 TEMPLATE_CHANGE = 'applied the "Studio headshot" style template'

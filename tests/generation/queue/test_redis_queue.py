@@ -31,8 +31,10 @@ from redis_server import free_port, start_redis
 from redis_server import redis_url as private_redis_url
 
 from generation.jobs import EventKind, JobEvent, JobSpec, JobState
+from generation.logging_setup import mask_secrets
 from generation.queue.base import JobFailed, QueueStorageError
-from generation.queue.redis import Keys, RedisQueue, RedisStore, mask_secrets, waiting_member
+from generation.queue.redis import RedisQueue
+from generation.queue.redis_store import Keys, RedisStore, waiting_member
 from generation.queue.scheduler import EtaEstimator, Limits, QueueLimitError, Waiting, fair_order
 from generation.queue.worker import Worker, run_worker
 
