@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "bot"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "testkit"), str(ROOT)]
 
 
 def pct(values: list[float], q: float) -> float:

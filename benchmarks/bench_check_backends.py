@@ -6,7 +6,7 @@ For each backend it builds the analyzer the way `closeup check --backend …` do
 the config) and times what the command does per photo: read the file, decode, run the gate. The dlib
 backend on the same photos is the baseline in the same run, so the ratios survive a noisy machine.
 
-Without --insightface-root it builds the tests' tiny stand-in packs (needs the dev extra's ``onnx``):
+Without --insightface-root it builds testkit's tiny stand-in packs (needs the dev extra's ``onnx``):
 then the figures measure the backend's own work around the models (resizing, decoding the detector's
 outputs, retries, alignment, dlib's 68 points), not a real SCRFD. Photos: a 1024-px portrait (the tiny
 detector finds nothing there, so the whole retry ladder runs, in every orientation the gate tries) and
@@ -63,8 +63,8 @@ def write_photos(folder: Path) -> dict[str, Path]:
 
 
 def tiny_packs(folder: Path, pack: str) -> Path:
-    """The tests' stand-in pack in the real layout (<root>/models/<pack>/*.onnx)."""
-    sys.path.insert(0, str(ROOT / "tests" / "generation" / "faces"))
+    """testkit's stand-in pack in the real layout (<root>/models/<pack>/*.onnx)."""
+    sys.path.insert(0, str(ROOT / "testkit"))
     try:
         from tiny_onnx import make_pack
     except ImportError as exc:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "generation" / "pipelines"))
+sys.path.insert(0, str(ROOT / "testkit"))
 
 from generation.jobs import EventKind, JobSpec, ResultImage  # noqa: E402
 from generation.queue.local import LocalQueue  # noqa: E402

@@ -2,7 +2,7 @@
 
 The architecture numbers are those of the public config files (transformer/, text_encoder/, vae/ of
 black-forest-labs/FLUX.2-klein-4B and Qwen/Qwen-Image-Edit-2511), so a timing or a memory peak measured on
-these pipelines is that of the real weights. The tokenizers are the tests' offline byte-level stand-ins: a
+these pipelines is that of the real weights. The tokenizers are testkit's offline byte-level stand-ins: a
 prompt becomes more tokens than with the real BPE, but both pipelines pad or cut the text to the same fixed
 length, so the denoising work is the same.
 
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "generation" / "pipelines"))
+sys.path.insert(0, str(ROOT / "testkit"))
 
 import tiny_editors  # noqa: E402
 

@@ -1,9 +1,16 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite; puts testkit/ (the local Discord, the tiny models, the fake generator,
+shared with the benchmarks) on the import path."""
 
 import logging
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+TESTKIT = Path(__file__).resolve().parents[1] / "testkit"
+if str(TESTKIT) not in sys.path:
+    sys.path.insert(0, str(TESTKIT))
 
 
 @pytest.fixture(autouse=True)

@@ -146,3 +146,16 @@ def test_the_cycle_finder_sees_a_circle_through_type_checking_and_relative_impor
     (package / "d.py").write_text("import pkg.a\n")
     modules = {"pkg": package / "__init__.py", **{f"pkg.{n}": package / f"{n}.py" for n in "abcd"}}
     assert import_cycles(import_graph(modules)) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+def test_benchmarks_take_their_helpers_from_testkit_not_from_the_tests() -> None:
+    """A benchmark shares the tests' stand-ins (testkit/) but never the test tree's code: moving or rewriting a
+    test must not break a benchmark. (They may read the public-domain photos in tests/fixtures.)"""
+    offenders = {}
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        imports_tests = "tests" in _imported_roots(path)
+        tests_on_path = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                         if ("sys.path" in line or "PYTHONPATH" in line) and '"tests"' in line]
+        if imports_tests or tests_on_path:
+            offenders[path.name] = tests_on_path or ["import tests…"]
+    assert not offenders, offenders

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "tests") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tests"))
+if str(ROOT / "testkit") not in sys.path:
+    sys.path.insert(0, str(ROOT / "testkit"))
 
 from emulator import MANAGE_GUILD, DiscordEmulator  # noqa: E402
 from emulator.models import Channel, Guild, User  # noqa: E402

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,6 @@ import torch
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "generation" / "pipelines"))
-sys.path.insert(0, str(HERE.parent / "generation" / "faces"))
 
 import tiny_editors  # noqa: E402
 import tiny_onnx  # noqa: E402

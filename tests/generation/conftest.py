@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-sys.path.insert(0, str(Path(__file__).parent / "pipelines"))
-
 import tiny_sdxl
+import torch
 
 from generation.config import GenerationConfig, ModelsConfig
 

@@ -22,7 +22,6 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-sys.path.insert(0, str(Path(__file__).parent / "faces"))
 
 import tiny_onnx
 import tiny_opencv_onnx

@@ -6,17 +6,14 @@ tests/generation/faces/tiny_onnx.py); the tiny SDXL draws noise, so no output ha
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_onnx
 from PIL import Image
 
 from generation.cli import main
-
-sys.path.insert(0, str(Path(__file__).parent / "faces"))
-import tiny_onnx
 
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 

@@ -17,17 +17,14 @@ projection and attention layers of the tiny pipelines see during a real engine r
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import tiny_onnx
 import torch
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).parent / "faces"))
-import tiny_onnx
 
 from generation.config import GenerationConfig
 from generation.engine import FACE_CROP_SIZE, Engine, Reference, build_reference

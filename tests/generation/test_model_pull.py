@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).parent / "pipelines"))
 
 import tiny_sdxl
 from fake_hub import FakeHub, Repo
@@ -126,7 +125,6 @@ def test_the_command_shows_progress_then_a_table_and_list_agrees(hub: FakeHub, t
            "CLOSEUP_FACES__BACKEND": "dlib"}  # selfie checks on dlib: no insightface pack of their own
     env.pop("HF_HUB_OFFLINE", None)
     # The insightface pack InstantID needs is there already (no download from GitHub in a test).
-    sys.path.insert(0, str(Path(__file__).parent / "faces"))
     import tiny_onnx
 
     tiny_onnx.make_pack(tmp_path / "insightface" / "models" / "antelopev2", pack="antelopev2")

@@ -13,15 +13,12 @@ import asyncio
 import base64
 import dataclasses
 import sqlite3
-import sys
 import weakref
 from pathlib import Path
 
 import pytest
-import torch
-
-sys.path.insert(0, str(Path(__file__).parent / "faces"))
 import tiny_onnx
+import torch
 
 from generation.config import Config, FacesConfig
 from generation.jobs import EventKind, JobEvent, JobSpec, JobState

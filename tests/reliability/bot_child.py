@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(ROOT / "tests"), str(ROOT / "tests" / "bot"), str(ROOT)]
+sys.path[:0] = [str(HERE), str(ROOT / "testkit"), str(ROOT / "tests" / "bot"), str(ROOT)]
 
 from emulator.tls import make_connector  # noqa: E402
 from fake_generator import FastGenerator  # noqa: E402

@@ -4,16 +4,12 @@ ONNX files in the real signatures, and its first-use download from a local HTTP 
 from __future__ import annotations
 
 import http.server
-import sys
 import threading
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 import tiny_opencv_onnx
 
 from generation.config import FacesConfig

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "faces"))
 import tiny_onnx
+from PIL import Image
 
 from generation.config import Config, FacesConfig
 from generation.jobs import EventKind, JobSpec

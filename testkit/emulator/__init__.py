@@ -46,7 +46,7 @@ bodies are validated against Discord's OpenAPI spec (``openapi.json``, patched w
 laxer than the spec, see ``openapi.py``); ``emu.faults.rate_limit / server_error / random /
 drop_gateway / clear``.
 
-Usage notes: tests/ is on ``sys.path`` (via tests/conftest.py), so ``from emulator import ...``
+Usage notes: testkit/ is on ``sys.path`` (via tests/conftest.py), so ``from emulator import ...``
 works from any test. Close the bot before the emulator (else discord.py tries to reconnect).
 Waits are bounded and raise ``TimeoutError`` with the recent requests and violations.
 Not emulated: real rate-limit buckets (normal answers carry no X-RateLimit headers, so discord.py

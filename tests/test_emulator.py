@@ -20,9 +20,8 @@ import discord
 import pytest
 from discord import app_commands
 from discord.ext import commands
-
-from . import MANAGE_GUILD, DiscordEmulator, EmulatorUsageError, Guild, Interaction, User
-from .models import Channel
+from emulator import MANAGE_GUILD, DiscordEmulator, EmulatorUsageError, Guild, Interaction, User
+from emulator.models import Channel
 
 TEST_TIMEOUT = 30
 REROLL_ID = "closeup:reroll:42"
