@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import discord
@@ -35,7 +35,6 @@ from generation.queue.base import Runner
 from generation.queue.scheduler import Limits
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 COGS = ("bot.cogs.portrait", "bot.cogs.references", "bot.cogs.queue", "bot.cogs.privacy", "bot.cogs.help",
         "bot.cogs.admin", "bot.cogs.context")

@@ -43,7 +43,8 @@ TOKEN_MARGIN_S = 30.0  # stop using a token this long before Discord's 15 minute
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MESSAGE_TOTAL_LIMIT = 25 * 1024 * 1024
 TOKEN_GONE = {50027, 10015}
-STORE_RETRY_S = 1.0  # a lane whose store write failed (locked, full) tries again after this
+STORE_RETRY_S = 1.0  # a lane whose store write failed (locked, full) tries again after this, doubling
+STORE_RETRY_MAX_S = 30.0
 FINAL_ATTEMPTS = 8  # about two minutes of retries (1, 2, 4, ... 30 s) before the catch-up takes over
 CATCH_UP_EVERY_S = 60.0  # invalid webhook token, unknown webhook
 
@@ -153,6 +154,7 @@ class Delivery:
     # ------------------------------------------------------------------ one job
 
     async def _run_lane(self, job_id: str, lane: _Lane) -> None:
+        failures = 0
         try:
             while True:
                 await lane.wake.wait()
@@ -160,9 +162,12 @@ class Delivery:
                 try:
                     if await self._step(job_id, lane):
                         return
-                except StoreError as exc:  # locked or full for a moment: the lane waits and tries again
-                    log.warning("job %s: %s; trying again shortly", job_id, exc)
-                    await asyncio.sleep(STORE_RETRY_S)
+                    failures = 0
+                except StoreError as exc:  # locked or full for a while: the lane waits (longer each time), tries again
+                    delay = min(STORE_RETRY_S * 2**failures, STORE_RETRY_MAX_S)
+                    failures += 1
+                    log.warning("job %s: %s; trying again in %.0f s", job_id, exc, delay)
+                    await asyncio.sleep(delay)
                     lane.wake.set()
         except asyncio.CancelledError:
             raise

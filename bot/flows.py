@@ -5,7 +5,7 @@ Discord gives three seconds for the first answer. Every refusal is an ephemeral 
 what to do next; nothing here raises into discord.py except real bugs, which the cogs' error
 handler turns into an apology.
 
-One class in one file (≈ 540 lines): every command and button goes through the same refusal, quota, draft and
+One class in one file: every command and button goes through the same refusal, quota, draft and
 queueing steps, and a change to one of those steps should be read against all its callers at once.
 """
 

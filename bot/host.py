@@ -30,7 +30,7 @@ class Core(Protocol):
 
     config: Config
     store: Store
-    queue: Any  # LocalQueue or RedisQueue (generation.queue.base.Queue protocol)
+    queue: Any  # LocalQueue or RedisQueue (generation.queue.base.JobQueue protocol)
     metrics: Any  # bot.metrics.Metrics (which imports the buttons' module, so not named here)
 
 

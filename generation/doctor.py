@@ -8,7 +8,7 @@ Generation needs (torch, the GPU, model weights, the conditioning insightface pa
 requirements only where generation runs: in this process with the embedded queue, or on a
 `closeup worker` machine. With ``queue.backend = "redis"`` the bot's own host merely warns about them.
 
-One file on purpose (≈ 780 lines): a flat checklist of small, independent probes in the order the table
+One file on purpose: a flat checklist of small, independent probes in the order the table
 prints them (`run_doctor` at the end lists them), each a plain function; what the probes share (which models
 and packs the stack loads) lives in generation/stack.py and generation/models.py.
 """

@@ -4,7 +4,7 @@ Each check measures one thing on the face aligned to a canonical frame (eyes lev
 inter-eye distance), so a region such as "the left cheek" is the same rectangle for every photo.
 Thresholds come from thresholds.THRESHOLDS; nothing here hard-codes a pass/fail value.
 
-One file on purpose (≈ 590 lines): a flat list of short, independent check functions over one shared
+One file on purpose: a flat list of short, independent check functions over one shared
 measurement (`Measured` and its region helpers); read side by side they show that every check measures the
 same canonical face, and splitting them would scatter that shared geometry across files.
 """

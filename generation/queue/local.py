@@ -6,7 +6,7 @@ results that were not yet delivered are handed out again until ``ack`` says they
 All SQLite work happens on one dedicated thread, and the job itself runs in another, so the event
 loop never blocks on either.
 
-One class in one file (≈ 510 lines): the journal's SQL and the asyncio side share one connection, one thread
+One class in one file: the journal's SQL and the asyncio side share one connection, one thread
 and one invariant (write, then announce); what both queues share lives in base.py, scheduler.py and
 outcome.py.
 """
@@ -33,6 +33,7 @@ from generation.jobs import (
     JobSpec,
     JobState,
     ResultImage,
+    prompt_of,
     results_from_json,
     results_to_json,
     without_images,
@@ -306,12 +307,8 @@ class LocalQueue(EventFanout, StartClose):
                 f"WHERE {where} ORDER BY enqueued_at", args):
             position = order.index(job_id) if job_id in order else None
             eta = self.eta.eta(position, elapsed) if position is not None else None
-            try:
-                prompt = JobSpec.from_json(spec).prompt
-            except JobFormatError:
-                prompt = ""
             statuses.append(JobStatus(job_id, user_id, guild_id, JobState(state), position, eta, attempts, reason,
-                                      enqueued_at, prompt))
+                                      enqueued_at, prompt_of(spec)))
         return statuses
 
     # ------------------------------------------------------------------ public API (event loop)
@@ -455,15 +452,15 @@ class LocalQueue(EventFanout, StartClose):
         error: Exception | None = None
         timed_out = False
         try:
-            results = await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            timed_out = True
-            cancelled.set()
-            with contextlib.suppress(BaseException):
-                await future  # it stops at its next step
-        except Exception as exc:
-            error = exc
-        try:
+            try:
+                results = await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                timed_out = True
+                cancelled.set()
+                with contextlib.suppress(BaseException):
+                    await future  # it stops at its next step
+            except Exception as exc:
+                error = exc
             await self._record(spec, attempts, judge_run(spec, attempts, smaller, results, error,
                                                          timed_out_after=timeout if timed_out else None), started)
         finally:

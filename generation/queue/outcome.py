@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from generation.jobs import EventKind, JobEvent, JobSpec, JobState
+from generation.jobs import EventKind, JobEvent, JobSpec, JobState, ResultImage
 from generation.queue.base import JobCancelled, JobFailed, OutOfMemory, fewer_images_note, out_of_memory_outcome
 
 
@@ -60,13 +60,13 @@ def judge_run(spec: JobSpec, attempt: int, smaller: bool, results: object, error
         return RunEnd(Ending.FAILED, JobEvent(EventKind.FAILED, job_id, attempt=attempt, reason=reason))
     if error is not None:
         return RunEnd(Ending.CRASHED, error=error)
-    try:
-        done = JobEvent(EventKind.DONE, job_id, results=tuple(results), attempt=attempt,  # type: ignore[arg-type]
-                        reason=fewer_images_note(spec, smaller))
-        done.to_json()  # a runner that returned something other than ResultImages crashed, it did not finish
-    except Exception as exc:
-        return RunEnd(Ending.CRASHED, error=exc)
-    return RunEnd(Ending.DONE, done)
+    # A runner that returned something other than a list of ResultImages crashed, it did not finish (checked
+    # by type: encoding the images here would cost a full JSON pass on the event loop, and the queue encodes once).
+    if not isinstance(results, list | tuple) or not all(isinstance(r, ResultImage) for r in results):
+        return RunEnd(Ending.CRASHED, error=TypeError(f"the runner returned {type(results).__name__}, "
+                                                      "not a list of ResultImage"))
+    return RunEnd(Ending.DONE, JobEvent(EventKind.DONE, job_id, results=tuple(results), attempt=attempt,
+                                        reason=fewer_images_note(spec, smaller)))
 
 
 def set_aside_event(job_id: str, attempt: int, failures: int, error: Exception) -> JobEvent:

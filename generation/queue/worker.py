@@ -263,7 +263,9 @@ class Worker:
             error = exc
         end = judge_run(spec, attempts, claim.smaller, results, error,
                         timed_out_after=timeout if why == "timeout" else None)
-        if end.ending is Ending.CANCELLED:
+        if why == "lost" and end.ending in (Ending.DONE, Ending.CRASHED):
+            log.warning("job %s was handed to another worker meanwhile; dropping this run's result", job_id)
+        elif end.ending is Ending.CANCELLED:
             await self._stopped(claim, why, end)
         elif end.ending is Ending.RETRY_SMALLER:
             log.warning("job %s: out of memory with %d images; retrying with one", job_id, spec.count)
@@ -271,8 +273,6 @@ class Worker:
         elif end.ending is Ending.CRASHED:
             assert end.error is not None
             await self._crashed(claim, end.error)
-        elif end.ending is Ending.DONE and why == "lost":
-            log.warning("job %s was handed to another worker meanwhile; dropping this run's result", job_id)
         else:
             assert end.event is not None
             if await self._end(claim, end.state, end.event) and end.ending is Ending.DONE:

@@ -1,7 +1,7 @@
 """`closeup generate` end to end on tiny models: the real loading code, engine and outputs.
 
 The reference photo is a bright square, the "face" the tiny SCRFD-shaped detector finds (see
-tests/generation/faces/tiny_onnx.py); the tiny SDXL draws noise, so no output has a face.
+testkit/tiny_onnx.py); the tiny SDXL draws noise, so no output has a face.
 """
 
 from __future__ import annotations

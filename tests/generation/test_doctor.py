@@ -404,7 +404,7 @@ def hub() -> Iterator[str]:
 
 def test_the_safety_checker_is_listed_only_when_turned_on() -> None:
     from generation.config import GenerationConfig
-    from generation.doctor import needed_models
+    from generation.stack import needed_models
 
     assert "safety_checker" not in needed_models(GenerationConfig())
     assert needed_models(GenerationConfig(safety_checker=True))[-1] == "safety_checker"

@@ -85,7 +85,7 @@ def result_send_targets(emu: Any, job_id: str) -> set[str]:
 
 
 def store_temp_files(data: Path) -> list[Path]:
-    """Atomic-write leftovers of bot/store.py (``.tmp-*``) anywhere under a data folder."""
+    """Atomic-write leftovers of bot/store/files.py (``.tmp-*``) anywhere under a data folder."""
     from bot.store import TMP_PREFIX
 
     return sorted(p for p in data.rglob("*") if p.name.startswith(TMP_PREFIX))
