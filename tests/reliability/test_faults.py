@@ -473,6 +473,17 @@ def test_job_finishing_while_the_journal_is_locked_is_still_delivered(tmp_path: 
     run(body, timeout=90)
 
 
+async def _progress_message_saved(store: Store, job_id: str) -> Any:
+    """The job's record once the command's own last write (the progress message's id) has landed (≤ 3 s)."""
+    record = None
+    for _ in range(300):
+        record = await store.job(job_id)
+        if record is not None and record.progress_message_id:
+            break
+        await asyncio.sleep(0.01)
+    return record
+
+
 def test_job_finishing_while_the_store_is_locked_is_still_delivered(tmp_path: Path) -> None:
     gate = threading.Event()
     generator = FastGenerator(gate=gate)
@@ -487,19 +498,13 @@ def test_job_finishing_while_the_store_is_locked_is_still_delivered(tmp_path: Pa
             inter = await w.slash(w.alice, "portrait", {"prompt": "delivered while locked"})
             await inter.wait_message(lambda m: not m.get("_ephemeral"), timeout=30)
             await emu.wait_until(lambda: generator.seen, timeout=30, what="the job to start")
-            job_id = generator.seen[0].job_id
-            for _ in range(300):  # the command's own last write (the progress message's id) lands first
-                record = await bot.store.job(job_id)
-                if record is not None and record.progress_message_id:
-                    break
-                await asyncio.sleep(0.01)
+            await _progress_message_saved(bot.store, generator.seen[0].job_id)
             with _write_lock(store.db_path):
                 gate.set()
                 await asyncio.sleep(1.5)  # saving the results waits 0.5 s for the lock, then fails
             await inter.wait_for(_result_of, 10, "the result once the store is free")
 
     run(body, timeout=90)
-
 
 
 def test_job_starting_while_the_store_is_locked_is_still_delivered(tmp_path: Path) -> None:
@@ -519,14 +524,8 @@ def test_job_starting_while_the_store_is_locked_is_still_delivered(tmp_path: Pat
             await emu.wait_until(lambda: generator.seen, timeout=30, what="the first job to start")
             second = await w.slash(w.bob, "portrait", {"prompt": "starts while locked"})
             await second.wait_message(lambda m: not m.get("_ephemeral"), timeout=30)  # queued behind the first
-            second_id = None
-            for _ in range(300):  # its own last write (the progress message's id) lands before the lock
-                second_id = second_id or next(
-                    (j.job_id for j in await bot.store.unfinished_jobs() if j.user_id == str(w.bob.id)), None)
-                record = await bot.store.job(second_id) if second_id else None
-                if record is not None and record.progress_message_id:
-                    break
-                await asyncio.sleep(0.01)
+            second_id = next(j.job_id for j in await bot.store.unfinished_jobs() if j.user_id == str(w.bob.id))
+            record = await _progress_message_saved(bot.store, second_id)
             assert record is not None and record.started_at is None
             with _write_lock(store.db_path):
                 gate.set()  # the first ends and the second starts, both while the store is locked
@@ -537,6 +536,7 @@ def test_job_starting_while_the_store_is_locked_is_still_delivered(tmp_path: Pat
             assert (await bot.store.job(second_id)).started_at is not None
 
     run(body, timeout=90)
+
 
 # ---------------------------------------------------------------------------------- e. disk full
 
