@@ -52,6 +52,7 @@ from generation.engine import Engine, Reference  # noqa: E402
 from generation.faces.types import Face, HeadPose  # noqa: E402
 from generation.jobs import PortraitJob  # noqa: E402
 from generation.likeness import combine_references  # noqa: E402
+from generation.models import EDITOR_MODELS  # noqa: E402
 from generation.pipelines.diffusers_common import LIGHTNING_FILE  # noqa: E402
 from generation.pipelines.framing import draw_keypoints, target_keypoints  # noqa: E402
 from generation.pipelines.instantid import IdentityNet, InstantIDBackend  # noqa: E402
@@ -290,8 +291,7 @@ def _full_size_editor(editor: str, device: str):
 
     dtype = torch.bfloat16
     full_size_editors.check_fits(editor, dtype, device)
-    build = full_size_editors.klein_pipeline if editor == "flux2-klein" else full_size_editors.qwen_pipeline
-    pipe = build(dtype, device)
+    pipe = full_size_editors.EDITORS[editor][1](dtype, device)
     pipe.set_progress_bar_config(disable=True)
     return EditBackend(pipe, RECIPES[editor], device, dtype)
 
@@ -420,8 +420,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--backends", "--backend", nargs="+", default=["instantid", "faceid"],
                         choices=["instantid", "faceid", "edit"])
-    parser.add_argument("--editors", nargs="+", default=["flux2-klein", "qwen-image-edit"],
-                        choices=["flux2-klein", "qwen-image-edit"], help="with --backend edit")
+    parser.add_argument("--editors", nargs="+", default=list(EDITOR_MODELS),
+                        choices=list(EDITOR_MODELS), help="with --backend edit")
     parser.add_argument("--presets", nargs="+", default=["quality", "lightning"], choices=["quality", "lightning"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
     args = parser.parse_args()

@@ -41,17 +41,19 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from generation.config import Config, ConfigError, load_config  # noqa: E402
-from generation.contact_sheet import _font  # noqa: E402
+from generation.drawing import label_font  # noqa: E402
 from generation.engine import Engine, build_reference  # noqa: E402
 from generation.faces.types import FaceAnalyzer  # noqa: E402
 from generation.images import LoadedImage, encode_png, load_image_file  # noqa: E402
 from generation.jobs import PortraitJob  # noqa: E402
 from generation.likeness import ReferenceIdentity, ReferenceSetError, combine_references, score_images  # noqa: E402
+from generation.models import EDITOR_MODELS  # noqa: E402
+from generation.quality.gate import main_face_first  # noqa: E402
 from generation.styles import FRAMINGS  # noqa: E402
 
 PROMPTS = ("a studio portrait, soft light", "a portrait in a sunlit park", "an oil painting portrait")
 DEFAULT_PHOTOS = sorted((ROOT / "tests" / "fixtures" / "faces").glob("*.jpg"))
-BACKENDS = ("instantid", "faceid", "edit:flux2-klein", "edit:qwen-image-edit")
+BACKENDS = ("instantid", "faceid", *(f"edit:{editor}" for editor in EDITOR_MODELS))
 THUMB = 192
 
 
@@ -119,8 +121,9 @@ def make_scorers(config: Config, photos: dict[str, LoadedImage]) -> list[Scorer]
 
 
 def _main_face(analyzer: FaceAnalyzer, pixels: np.ndarray):
-    faces = analyzer.analyze(pixels, embeddings=True)
-    return max(faces, key=lambda face: face.area) if faces else None
+    """The face the gate would take as the person (largest confident one), as the bot scores likeness."""
+    faces = main_face_first(analyzer.analyze(pixels, embeddings=True))
+    return faces[0] if faces else None
 
 
 def evaluate_backend(config: Config, backend_name: str, photos: dict[str, LoadedImage], scorers: Sequence[Scorer],
@@ -190,7 +193,7 @@ def sheet(tiles: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> np
     caption = 24
     canvas = Image.new("RGB", (3 * THUMB, len(tiles) * (THUMB + caption)), (32, 34, 37))
     draw = ImageDraw.Draw(canvas)
-    font = _font(13)
+    font = label_font(13)
     for line, (text, *images) in enumerate(tiles):
         y = line * (THUMB + caption)
         for column, image in enumerate(images):

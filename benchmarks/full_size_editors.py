@@ -125,13 +125,18 @@ def qwen_pipeline(dtype: torch.dtype, device: str):
     return QwenImageEditPlusPipeline(processor=processor, **parts)
 
 
+# Each editor closeup runs (generation.models.EDITOR_MODELS), as (its parts, its pipeline); a test keeps the two
+# lists the same.
+EDITORS = {"flux2-klein": (klein_parts, klein_pipeline), "qwen-image-edit": (qwen_parts, qwen_pipeline)}
+
+
 def billions(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e9
 
 
 def weight_gib(editor: str, dtype: torch.dtype) -> float:
     """The weights' size in ``dtype``, counted on the meta device (nothing allocated)."""
-    parts = klein_parts(dtype, "meta") if editor == "flux2-klein" else qwen_parts(dtype, "meta")
+    parts = EDITORS[editor][0](dtype, "meta")
     count = sum(billions(m) for m in parts.values() if isinstance(m, torch.nn.Module)) * 1e9
     return count * torch.finfo(dtype).bits / 8 / 2**30
 

@@ -16,6 +16,7 @@ from bot.limits import CommandRate, EditBudget
 from bot.photo_work import PhotoWork
 from bot.store import Store
 from generation.config import Config
+from generation.queue.base import JobQueue
 
 
 class JobHold(Protocol):
@@ -30,7 +31,7 @@ class Core(Protocol):
 
     config: Config
     store: Store
-    queue: Any  # LocalQueue or RedisQueue (generation.queue.base.JobQueue protocol)
+    queue: JobQueue  # LocalQueue or RedisQueue
     metrics: Any  # bot.metrics.Metrics (which imports the buttons' module, so not named here)
 
 

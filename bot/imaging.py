@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from generation.config import ImagesConfig
+from generation.drawing import label_font
 from generation.faces.types import FaceAnalyzer
 from generation.images import encode_jpeg, encode_png, load_image
 from generation.quality.crop import apply_crop
@@ -196,16 +196,6 @@ _HAIR = (70, 48, 36)
 _SHIRT = (70, 110, 160)
 
 
-@cache
-def _font(size: int, bold: bool = False) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """DejaVu when the system has it (crisp), else Pillow's bundled font; never a download."""
-    try:
-        return ImageFont.truetype("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf", size)
-    except OSError:
-        try:
-            return ImageFont.load_default(size=size)
-        except TypeError:  # Pillow without FreeType: fixed-size bitmap font
-            return ImageFont.load_default()
 
 
 def _person(draw: ImageDraw.ImageDraw, cx: float, top: float, face_h: float, skin: tuple[int, int, int],
@@ -242,7 +232,7 @@ def _tick(draw: ImageDraw.ImageDraw, x: float, y: float, size: float, good: bool
 def _caption(draw: ImageDraw.ImageDraw, left: int, width: int, top: int, title: str, detail: str,
              good: bool) -> None:
     colour = _GOOD if good else _BAD
-    title_font, detail_font = _font(22, bold=True), _font(15)
+    title_font, detail_font = label_font(22, bold=True), label_font(15)
     title_w = draw.textlength(title, font=title_font)
     mark = 20
     x = left + (width - (title_w + 8 + mark)) / 2

@@ -6,8 +6,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from generation.drawing import label_font
 from generation.engine import Portrait
 
 THUMB = 384
@@ -15,11 +16,6 @@ LABEL = 44
 GOOD, BAD, NONE = (46, 160, 67), (215, 48, 48), (140, 140, 140)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
 
 
 def label(portrait: Portrait) -> tuple[str, tuple[int, int, int]]:
@@ -39,7 +35,7 @@ def contact_sheet(portraits: Sequence[Portrait], columns: int | None = None) -> 
     rows = math.ceil(len(portraits) / columns)
     sheet = Image.new("RGB", (columns * THUMB, rows * (THUMB + LABEL)), (32, 34, 37))
     draw = ImageDraw.Draw(sheet)
-    font = _font(15)
+    font = label_font(15)
     for index, portrait in enumerate(portraits):
         x, y = (index % columns) * THUMB, (index // columns) * (THUMB + LABEL)
         thumb = Image.fromarray(portrait.image)

@@ -23,7 +23,8 @@ class NotFound(LookupError):  # noqa: N818 - the name the bot code uses
 
 def storage_error(exc: sqlite3.Error, path: Path) -> StoreError:
     """A StoreError for a failed SQLite call on the database at ``path``."""
-    return StoreError(sqlite_problem(exc, path, "the bot's store", "nothing was half-written"))
+    return StoreError(sqlite_problem(exc, path, "the bot's store", "nothing was half-written",
+                                     "saved reference photos and settings"))
 
 
 def file_error(exc: OSError, folder: Path) -> StoreError:

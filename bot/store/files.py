@@ -105,9 +105,9 @@ class FileStore:
         except FileNotFoundError:
             raise NotFound("That photo is no longer stored.") from None
 
-    def put_photo(self, data: bytes) -> str:
-        """Store a photo (once per content) and return its sha256."""
-        sha = hashlib.sha256(data).hexdigest()
+    def put_photo(self, data: bytes, sha: str | None = None) -> str:
+        """Store a photo (once per content) and return its sha256; pass ``sha`` when the caller already has it."""
+        sha = sha or hashlib.sha256(data).hexdigest()
         if self.find_photo(sha) is None:
             self.write(self.photos_dir, f"{sha}.{photo_ext(data)}", data)
         return sha

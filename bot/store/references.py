@@ -62,7 +62,7 @@ class ReferencesMixin(StoreCore):
                 if existing is None and not replace and len(old) >= MAX_REFERENCES:
                     raise ValueError(f"You already have {MAX_REFERENCES} reference photos, the most the bot keeps. "
                                      "Delete one before adding another, or replace them all with this photo.")
-                self._files.put_photo(data)
+                self._files.put_photo(data, sha)
                 if existing is None:
                     ref_id = sql.execute(
                         "INSERT INTO refs (user_id, sha256, verdict, advice, created_at, last_used_at) "

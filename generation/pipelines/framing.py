@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from generation import styles
+
 
 @dataclass(frozen=True)
 class FramingPreset:
@@ -40,7 +42,7 @@ FRAMINGS: dict[str, FramingPreset] = {
     "half-body": FramingPreset(eye_distance=0.12, eye_y=0.25),
     "full-body": FramingPreset(eye_distance=0.05, eye_y=0.12),
 }
-DEFAULT_FRAMING = "head-and-shoulders"
+DEFAULT_FRAMING = styles.DEFAULT_FRAMING  # the names and the default are the style table's (generation/styles.py)
 
 # InstantID-style control image: one colour per keypoint (left eye, right eye, nose, left mouth,
 # right mouth), sticks from each point to the nose. Sizes are for a 1024-px canvas, scaled with it.

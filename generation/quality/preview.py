@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from generation.drawing import label_font
 from generation.quality.gate import Assessment
 from generation.quality.report import CheckResult, Tier
 
@@ -72,11 +73,6 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | Imag
     return lines
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow built without FreeType: fixed-size bitmap font
-        return ImageFont.load_default()
 
 
 def render_preview(assessment: Assessment) -> np.ndarray:
@@ -88,7 +84,7 @@ def render_preview(assessment: Assessment) -> np.ndarray:
     if factor < 1.0:
         photo = photo.resize((max(1, round(width * factor)), max(1, round(height * factor))),
                              Image.Resampling.BILINEAR)
-    small = _font(14)
+    small = label_font(14)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     advice = [_wrap(measure, f"{number}. {message}", small, PANEL_WIDTH - 36)
               for number, message in enumerate(assessment.report.messages, start=1)]
@@ -118,7 +114,7 @@ def render_preview(assessment: Assessment) -> np.ndarray:
         corners = [(x * k, y * k) for x, y in report.crop.corners()]
         draw.line([*corners, corners[0]], fill=(0, 200, 255), width=line)
 
-    big = _font(18)
+    big = label_font(18)
     x = photo.width + 12
     draw.text((x, 10), f"Verdict: {report.verdict.value.upper()}", fill=TIER_COLOURS[report.verdict], font=big)
     y = 40

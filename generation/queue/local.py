@@ -84,7 +84,8 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # backoff while the journal is locked or
 
 
 def _storage_error(exc: sqlite3.Error, path: Path) -> QueueStorageError:
-    return QueueStorageError(sqlite_problem(exc, path, "the job journal", "no job was lost"))
+    return QueueStorageError(sqlite_problem(exc, path, "the job journal", "no job was lost",
+                                            "queued and finished jobs"))
 
 
 class LocalQueue(EventFanout, StartClose):

@@ -383,6 +383,14 @@ def test_a_locked_database_is_a_clear_error(tmp_path: Path) -> None:
     run(tmp_path, scenario, busy_timeout_s=0.05)
 
 
+def test_a_damaged_database_says_what_moving_it_aside_costs(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "closeup.db").write_bytes(b"not a database at all " * 200)
+    with pytest.raises(StoreError, match=r"damaged\. Stop closeup and move the file aside") as caught:
+        run(tmp_path, lambda store: _noop())
+    assert "saved reference photos and settings are lost" in str(caught.value)
+
+
 def test_the_token_is_not_in_repr() -> None:
     record = job("j1", "alice")
     assert TOKEN not in repr(record) and "j1" in repr(record)

@@ -27,10 +27,12 @@ import tiny_onnx
 import tiny_opencv_onnx
 
 from generation.faces.align import arcface_crop
+from generation.models import EDITOR_MODELS
 
 
 def test_full_size_editors_have_the_published_sizes() -> None:
     editors = importlib.import_module("full_size_editors")
+    assert list(editors.EDITORS) == list(EDITOR_MODELS)  # every editor closeup runs can be benchmarked
     klein = editors.klein_parts(torch.bfloat16, "meta")
     qwen = editors.qwen_parts(torch.bfloat16, "meta")
     measured = {"klein.transformer": klein["transformer"], "klein.text_encoder": klein["text_encoder"],

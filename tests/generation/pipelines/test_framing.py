@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from generation import styles
 from generation.pipelines.framing import (
     DEFAULT_FRAMING,
     FRAMINGS,
@@ -59,6 +60,7 @@ def test_presets_get_smaller_from_close_up_to_full_body() -> None:
     heights = [FRAMINGS[name].eye_y for name in order]
     assert heights == sorted(heights, reverse=True)  # the more body, the higher the eyes
     assert DEFAULT_FRAMING == "head-and-shoulders"
+    assert tuple(FRAMINGS) == styles.FRAMINGS  # the geometry covers every framing a style or user can name
 
 
 @pytest.mark.parametrize("degrees", [25.0, -25.0])

@@ -274,7 +274,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_earlier_jobs(tmp_path: Path) ->
             await queue.submit(kept)
             pages = await queue._db(lambda: queue._sql.execute("PRAGMA page_count").fetchone()[0])
             await queue._db(lambda: queue._sql.execute(f"PRAGMA max_page_count = {pages}"))
-            with pytest.raises(QueueStorageError, match="full"):
+            with pytest.raises(QueueStorageError, match=r"full\. Free some space and try again; no job was lost"):
                 for i in range(200):
                     await queue.submit(spec(f"x{i}", prompt="p" * 2000))
             assert (await queue.status(kept.job_id)).state in (JobState.QUEUED, JobState.RUNNING)
