@@ -226,14 +226,15 @@ class EditBackend:
         references = _references(request)
         prompt = self.instruction(request)
         common = {"image": references, "prompt": prompt, "width": request.width, "height": request.height,
-                  "num_inference_steps": request.steps, "guidance_scale": request.guidance_scale,
-                  "callback_on_step_end": step_callback(on_step, request.steps)}
+                  "num_inference_steps": request.steps, "callback_on_step_end": step_callback(on_step, request.steps)}
         if self.recipe.true_cfg_scale is None:
             generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in request.seeds]
             return self._call(f"generating {len(request.seeds)} image(s)", num_images_per_prompt=len(request.seeds),
-                              generator=generators, **common)
+                              generator=generators, guidance_scale=request.guidance_scale, **common)
         images = []
-        for seed in request.seeds:  # the pipeline takes one prompt per call
+        # Qwen: one prompt per call, and no guidance_scale (its transformer has no guidance embedding; diffusers
+        # warns on every call that it is ignored).
+        for seed in request.seeds:
             images += self._call("generating an image", negative_prompt=request.negative_prompt or " ",
                                  true_cfg_scale=self.recipe.true_cfg_scale,
                                  generator=torch.Generator(device="cpu").manual_seed(int(seed)), **common)
@@ -258,8 +259,7 @@ class EditBackend:
         else:
             image = self._call("re-rendering a face", image=[_pil(request.image), reference], prompt=prompt,
                                negative_prompt=base.negative_prompt or " ", true_cfg_scale=self.recipe.true_cfg_scale,
-                               width=size, height=size, num_inference_steps=base.steps,
-                               guidance_scale=base.guidance_scale, generator=generator,
+                               width=size, height=size, num_inference_steps=base.steps, generator=generator,
                                callback_on_step_end=step_callback(on_step, base.steps))[0]
         if image.shape[:2] != (size, size):  # an editor rounds to its block size: back to the crop's
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)

@@ -53,12 +53,11 @@ class Inputs:
 
     def __init__(self, pipe: Any) -> None:
         self.transformer: list[dict[str, Any]] = []
-        self.text: list[torch.Tensor] = []
+        self.text: list[dict[str, Any]] = []
         self.handles = [
             pipe.transformer.register_forward_pre_hook(lambda _m, _a, kw: self.transformer.append(kw),
                                                        with_kwargs=True),
-            pipe.text_encoder.register_forward_pre_hook(lambda _m, _a, kw: self.text.append(kw["input_ids"]),
-                                                        with_kwargs=True),
+            pipe.text_encoder.register_forward_pre_hook(lambda _m, _a, kw: self.text.append(kw), with_kwargs=True),
         ]
 
     def __enter__(self) -> Inputs:
@@ -113,7 +112,7 @@ def test_the_transformer_sees_the_best_three_crops_and_nothing_else(edit_backend
 def test_the_text_encoder_reads_the_framing_the_prompt_and_the_keep_instruction(edit_backend: EditBackend) -> None:
     with Inputs(edit_backend.pipe) as seen:
         edit_backend.generate(request(framing="half-body", references=crops(2)))
-    text = edit_backend.pipe.tokenizer.decode(seen.text[0][0], skip_special_tokens=False)
+    text = edit_backend.pipe.tokenizer.decode(seen.text[0]["input_ids"][0], skip_special_tokens=False)
     assert FRAMING_WORDS["half-body"] in text
     assert "the person in images 1 to 2 (the same person in each)" in text
     assert "a studio portrait, soft light" in text and KEEP_IDENTITY in text
@@ -167,6 +166,18 @@ def test_the_re_render_repaints_the_face_ellipse_with_the_best_crop_as_reference
     assert call["strength"] == 0.5 and "reference image" in call["prompt"]
 
 
+def test_an_overflowed_model_output_is_refused_not_sent_as_a_black_picture(edit_backend: EditBackend) -> None:
+    # The transformer's numbers overflow (what half precision does on some GPUs): its output becomes NaN.
+    handle = edit_backend.pipe.transformer.register_forward_hook(
+        lambda _module, _args, output: (output[0] * float("nan"), *output[1:]))
+    try:
+        with pytest.raises(GenerationError, match=r"empty picture .*generation\.dtype"):
+            edit_backend.generate(request())
+    finally:
+        handle.remove()
+    assert edit_backend.generate(request())[0].dtype == np.uint8  # the backend is usable again
+
+
 def test_no_reference_crop_is_a_clear_error(edit_backend: EditBackend) -> None:
     with pytest.raises(GenerationError, match="no reference face crop"):
         edit_backend.generate(request(references=()))
@@ -194,17 +205,97 @@ def test_qwen_without_torchvision_is_a_clear_error() -> None:
         EditBackend.load(generation, ModelsConfig())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None,
-                    reason="the Qwen2-VL processor needs torchvision, which this machine's torch build lacks")
-def test_qwen_edit_takes_pictures_and_true_cfg(tmp_path: Path) -> None:
+needs_torchvision = pytest.mark.skipif(
+    importlib.util.find_spec("torchvision") is None,
+    reason="the Qwen2-VL processor needs torchvision, which this machine's torch build lacks")
+
+
+@pytest.fixture(scope="module")
+def qwen_backend(tmp_path_factory: pytest.TempPathFactory) -> EditBackend:
     import tiny_editors
 
-    folder = tiny_editors.build_qwen_edit(tmp_path / "qwen")
+    folder = tiny_editors.build_qwen_edit(tmp_path_factory.mktemp("qwen") / "qwen")
     generation = GenerationConfig(offline=True, device="cpu", backend="edit", editor="qwen-image-edit")
-    backend = EditBackend.load(generation, ModelsConfig(qwen_edit_path=str(folder)))
-    assert backend.sampling == (40, 1.0) and backend.inpaint is None
-    images = backend.generate(request(seeds=(1, 2), references=crops(2), steps=2))
-    assert [image.shape for image in images] == [(64, 64, 3)] * 2
-    assert "Pictures 1 to 2" in backend.instruction(request(references=crops(2)))
-    out = backend.redenoise(Img2ImgRequest(image=np.zeros((64, 64, 3), np.uint8), base=request(steps=2)))
-    assert out.shape == (64, 64, 3)
+    return EditBackend.load(generation, ModelsConfig(qwen_edit_path=str(folder)))
+
+
+def qwen_condition_pixels(pipe: Any, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    """What the Qwen-Image-Edit method gives its VL encoder, computed here: each picture at 384² area
+    (a square crop: 384×384, Lanczos), through the model's own image processor."""
+    resized = [Image.fromarray(image).resize((384, 384), Image.Resampling.LANCZOS) for image in images]
+    return pipe.processor.image_processor(images=resized, return_tensors="pt")
+
+
+def qwen_reference_tokens(pipe: Any, images: tuple[np.ndarray, ...]) -> torch.Tensor:
+    """The reference tokens the method prescribes: each picture at one megapixel (1024² for a square crop)
+    through the VAE, normalised by its latent mean and std, 2×2-packed, one after the other."""
+    packed = []
+    for image in images:
+        tensor = pipe.image_processor.preprocess(Image.fromarray(image), 1024, 1024).unsqueeze(2)
+        with torch.no_grad():
+            latents = pipe.vae.encode(tensor.to(pipe.vae.dtype)).latent_dist.mode()
+        mean = torch.tensor(pipe.vae.config.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(pipe.vae.config.latents_std).view(1, -1, 1, 1, 1)
+        latents = (latents - mean) / std
+        _, channels, _, height, width = latents.shape
+        grid = latents.view(1, channels, height // 2, 2, width // 2, 2).permute(0, 2, 4, 1, 3, 5)
+        packed.append(grid.reshape(1, (height // 2) * (width // 2), channels * 4)[0])
+    return torch.cat(packed)
+
+
+@needs_torchvision
+def test_qwen_edit_sees_the_best_three_crops_as_pictures_with_true_cfg(qwen_backend: EditBackend,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    assert qwen_backend.sampling == (40, 1.0) and qwen_backend.inpaint is None  # the card: 40 steps, true CFG
+    pipe, given = qwen_backend.pipe, crops(5)
+    with Inputs(pipe) as seen:
+        images = qwen_backend.generate(request(references=given, negative_prompt="blurry, two people", steps=2))
+    assert [image.shape for image in images] == [(64, 64, 3)]
+    # True CFG: the VL encoder reads the instruction and then the negative prompt, each with the three pictures.
+    prompt_call, negative_call = seen.text
+    prompt = pipe.tokenizer.decode(prompt_call["input_ids"][0], skip_special_tokens=False)
+    negative = pipe.tokenizer.decode(negative_call["input_ids"][0], skip_special_tokens=False)
+    for text in (prompt, negative):
+        assert text.count("<|vision_start|>") == 3 and "Picture 3: <|vision_start|>" in text
+        assert "Picture 4" not in text
+    assert "the person in Pictures 1 to 3 (the same person in each)" in prompt and KEEP_IDENTITY in prompt
+    assert "blurry, two people" in negative and KEEP_IDENTITY not in negative
+    expected = qwen_condition_pixels(pipe, list(given[:3]))
+    torch.testing.assert_close(prompt_call["pixel_values"], expected["pixel_values"])
+    assert prompt_call["image_grid_thw"].tolist() == expected["image_grid_thw"].tolist()
+    # Each step, two transformer passes (with the prompt, with the negative prompt), the same picture tokens.
+    assert len(seen.transformer) == 4
+    cond, uncond = seen.transformer[:2]
+    assert not torch.equal(cond["encoder_hidden_states"], uncond["encoder_hidden_states"])
+    factor = pipe.vae_scale_factor * 2
+    output_tokens = (64 // factor) ** 2
+    assert cond["img_shapes"] == [[(1, 64 // factor, 64 // factor)] + [(1, 1024 // factor, 1024 // factor)] * 3]
+    references = cond["hidden_states"][0, output_tokens:]
+    expected_tokens = qwen_reference_tokens(pipe, given[:3])
+    assert references.shape == expected_tokens.shape
+    torch.testing.assert_close(references, expected_tokens.to(references.dtype), atol=1e-4, rtol=1e-4)
+    assert not [r for r in caplog.records if "guidance_scale" in r.getMessage()]  # no warning on every image
+
+
+@needs_torchvision
+def test_qwen_seeds_are_separate_calls_and_deterministic(qwen_backend: EditBackend) -> None:
+    first = qwen_backend.generate(request(seeds=(1, 2), steps=2))
+    again = qwen_backend.generate(request(seeds=(1, 2), steps=2))
+    assert len(first) == 2 and all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[1])
+
+
+@needs_torchvision
+def test_qwen_re_render_edits_the_crop_towards_the_best_reference(qwen_backend: EditBackend) -> None:
+    pipe, given = qwen_backend.pipe, crops(3)
+    crop = np.random.default_rng(7).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    with Inputs(pipe) as seen:
+        out = qwen_backend.redenoise(Img2ImgRequest(image=crop, base=request(references=given, steps=2),
+                                                    strength=0.5, seed=3))
+    assert out.shape == (48, 48, 3) and out.dtype == np.uint8  # back at the crop's size
+    prompt_call = seen.text[0]
+    text = pipe.tokenizer.decode(prompt_call["input_ids"][0], skip_special_tokens=False)
+    assert text.count("<|vision_start|>") == 2
+    assert "Replace the face in Picture 1 with the face of the person in Picture 2" in text
+    expected = qwen_condition_pixels(pipe, [crop, given[0]])  # the crop, then the best reference only
+    torch.testing.assert_close(prompt_call["pixel_values"], expected["pixel_values"])
