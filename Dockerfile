@@ -68,11 +68,13 @@ CMD ["bot"]
 FROM base AS gpu
 
 # torch first, from the CUDA index: the cu128 build of the release closeup pins (CUDA 12.8 needs an NVIDIA
-# driver >= 570); installing closeup afterwards keeps it (same version).
+# driver >= 570); installing closeup afterwards keeps it (same version). torchvision, built for that torch on
+# the same index, is only for generation.editor = "qwen-image-edit" (its processor needs it); a few MB.
 ARG TORCH_VERSION=2.13.0
+ARG TORCHVISION_VERSION=0.28.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+    pip install "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" --index-url "${TORCH_INDEX}"
 
 COPY pyproject.toml README.md LICENSE ./
 RUN --mount=type=cache,target=/root/.cache/pip \

@@ -43,7 +43,7 @@ from generation.models import (
     model_files,
     model_ref,
 )
-from generation.stack import SELFIE_CHECKS, needed_models, pack_uses
+from generation.stack import SELFIE_CHECKS, needed_models, needs_torchvision, pack_uses, torchvision_for
 
 Status = Literal["ok", "warn", "fail", "skip"]
 STATUSES: tuple[Status, ...] = ("ok", "warn", "fail", "skip")
@@ -235,6 +235,28 @@ def check_opencv_wheels() -> Check | None:
                  f"pip uninstall -y {' '.join(installed)} && pip install '{OPENCV_WHEELS[0]}>=4.9,<6'")
 
 
+def check_torchvision(config: Config, scope: Scope) -> Check | None:
+    """Only for Qwen-Image-Edit, whose processor transformers builds with torchvision: present, and of the series
+    built for the installed torch (another one fails at import). Read from the metadata: nothing is imported."""
+    if not needs_torchvision(config.generation):
+        return None
+    name = "package torchvision"
+    found = _dist_version(["torchvision"])
+    torch_found = _dist_version(["torch"])
+    series = torchvision_for(torch_found[1]) if torch_found else None
+    wanted = f"torchvision=={series}.*" if series else "torchvision"
+    fix = (f"pip install '{wanted}' from the index your torch came from (the Docker image has it), or set "
+           "generation.editor = 'flux2-klein'")
+    if found is None or not _module_present("torchvision"):
+        return Check(name, scope.need("fail"), "not installed: generation.editor = 'qwen-image-edit' needs it (its "
+                     "Qwen2.5-VL processor)" + scope.where(), fix)
+    version = found[1]
+    if series and torch_found and not re.match(rf"{re.escape(series)}(\.|$)", version):
+        return Check(name, scope.need("fail"), f"torchvision {version} is built for another torch than the "
+                     f"installed torch {torch_found[1]} (it takes {series}.x): it fails at import" + scope.where(), fix)
+    return Check(name, "ok", f"torchvision {version} (for Qwen-Image-Edit)")
+
+
 def check_packages(config: Config, scope: Scope) -> list[Check]:
     pins, rows = required_versions(), []
     for pkg in PACKAGES:
@@ -243,6 +265,8 @@ def check_packages(config: Config, scope: Scope) -> list[Check]:
             rows.append(check_dlib_models())
         if pkg.label == "opencv" and (clash := check_opencv_wheels()) is not None:
             rows.append(clash)
+        if pkg.label == "torch" and (vision := check_torchvision(config, scope)) is not None:
+            rows.append(vision)
     return rows
 
 

@@ -4,6 +4,8 @@ agree on one list."""
 
 from __future__ import annotations
 
+import re
+
 from generation.config import FacesConfig, GenerationConfig
 
 SELFIE_CHECKS = "selfie checks"
@@ -38,3 +40,18 @@ def pack_uses(faces: FacesConfig, generation: GenerationConfig) -> dict[str, lis
     if conditioning is not None:
         uses.setdefault(conditioning, []).append(f"{generation.backend} generation")
     return uses
+
+
+def needs_torchvision(generation: GenerationConfig) -> bool:
+    """Qwen-Image-Edit's Qwen2.5-VL processor is built with torchvision (transformers' video processor half)."""
+    return generation.backend == "edit" and generation.editor == "qwen-image-edit"
+
+
+def torchvision_for(torch_version: str) -> str | None:
+    """The torchvision series built against ``torch_version`` ("0.28" for torch 2.13.x): they pair minor for
+    minor, torchvision's minor being torch's + 15. Any other pairing fails at import ("operator
+    torchvision::nms does not exist"). None for a version this rule does not cover."""
+    found = re.match(r"(\d+)\.(\d+)", torch_version)
+    if found is None or found.group(1) != "2":
+        return None
+    return f"0.{int(found.group(2)) + 15}"

@@ -49,6 +49,7 @@ from generation.pipelines.types import (
     Img2ImgRequest,
     StepCallback,
 )
+from generation.stack import needs_torchvision, torchvision_for
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +150,13 @@ def _references(request: GenerationRequest) -> list[Image.Image]:
     return [_pil(crop) for crop in request.references[:EDITOR_REFERENCES]]
 
 
-def _require_torchvision(editor: str) -> None:
-    if editor == "qwen-image-edit" and importlib.util.find_spec("torchvision") is None:
+def _require_torchvision(generation: GenerationConfig) -> None:
+    if needs_torchvision(generation) and importlib.util.find_spec("torchvision") is None:
+        series = torchvision_for(torch.__version__)
+        wanted = f"torchvision {series}.x for torch {torch.__version__}" if series else "torchvision"
         raise ModelMissingError(
-            "Qwen-Image-Edit needs torchvision (its Qwen2.5-VL processor cannot be built without it). Install the "
-            "torchvision that matches your torch (torchvision 0.28.0 for torch 2.13.0, from the same index), or "
-            "set generation.editor = 'flux2-klein'.")
+            "Qwen-Image-Edit needs torchvision (its Qwen2.5-VL processor cannot be built without it). Install "
+            f"{wanted}, from the index your torch came from, or set generation.editor = 'flux2-klein'.")
 
 
 class EditBackend:
@@ -188,7 +190,7 @@ class EditBackend:
 
     @classmethod
     def load(cls, generation: GenerationConfig, models: ModelsConfig) -> EditBackend:
-        _require_torchvision(generation.editor)
+        _require_torchvision(generation)
         from diffusers import Flux2KleinPipeline, QwenImageEditPlusPipeline
 
         recipe = RECIPES[generation.editor]

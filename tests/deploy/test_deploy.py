@@ -19,6 +19,8 @@ import jsonschema
 import pytest
 import yaml
 
+from generation.stack import torchvision_for
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
@@ -64,6 +66,10 @@ def test_dockerfile_torch_matches_the_pinned_release_and_cuda_is_in_the_image_on
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     pinned = next(d for d in pyproject["project"]["optional-dependencies"]["gpu"] if d.startswith("torch=="))
     assert f"TORCH_VERSION={pinned.split('==')[1]}" in text
+    # Qwen-Image-Edit's torchvision: the series built for that torch, from the same index (another fails at import).
+    series = torchvision_for(pinned.split("==")[1])
+    assert series and re.search(rf"^ARG TORCHVISION_VERSION={re.escape(series)}\.\d+$", text, re.M)
+    assert '"torchvision==${TORCHVISION_VERSION}" --index-url "${TORCH_INDEX}"' in _stage("gpu")
     assert re.search(r"TORCH_INDEX=https://download\.pytorch\.org/whl/cu\d+$", text, re.M)
     # torch's wheel brings its CUDA libraries: a CUDA base image would hold them a second time.
     assert not re.search(r"^FROM nvidia/cuda", text, re.M)

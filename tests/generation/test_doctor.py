@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import base64
+import importlib.metadata
+import importlib.util
 import json
 import os
 import socket
@@ -129,6 +131,55 @@ def test_a_second_opencv_wheel_is_flagged_with_the_fix(tmp_path: Path, monkeypat
     assert clash.status == "warn"
     assert "opencv-python and opencv-python-headless" in clash.detail and "cv2" in clash.detail
     assert clash.fix == "pip uninstall -y opencv-python opencv-python-headless && pip install 'opencv-python>=4.9,<6'"
+
+def _fake_torchvision(site: Path, version: str) -> None:
+    """A torchvision the metadata reads and find_spec finds (never imported by the doctor)."""
+    metadata = site / f"torchvision-{version}.dist-info" / "METADATA"
+    metadata.parent.mkdir(parents=True)
+    metadata.write_text(f"Metadata-Version: 2.1\nName: torchvision\nVersion: {version}\n")
+    (site / "torchvision").mkdir()
+    (site / "torchvision" / "__init__.py").write_text("")
+
+
+def _qwen(tmp_path: Path) -> Config:
+    return make_config(tmp_path, generation=GenerationConfig(cache_dir=str(tmp_path / "hf"), backend="edit",
+                                                             editor="qwen-image-edit"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
+def test_qwen_without_torchvision_fails_with_the_series_for_this_torch(tmp_path: Path) -> None:
+    torch_version = importlib.metadata.version("torch")
+    series = f"0.{int(torch_version.split('.')[1]) + 15}"  # torchvision pairs with torch minor + 15
+    found = row(run_doctor(_qwen(tmp_path), online=False), "package torchvision")
+    assert found.status == "fail" and "qwen-image-edit" in found.detail
+    assert f"pip install 'torchvision=={series}.*'" in found.fix and "flux2-klein" in found.fix
+    # Other stacks never need it: no row.
+    assert "package torchvision" not in [c.name for c in run_doctor(make_config(tmp_path), online=False)]
+
+
+@pytest.mark.parametrize("minor_offset, status", [(15, "ok"), (16, "fail"), (14, "fail")])
+def test_a_torchvision_for_another_torch_is_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    minor_offset: int, status: str) -> None:
+    torch_minor = int(importlib.metadata.version("torch").split(".")[1])
+    version = f"0.{torch_minor + minor_offset}.1"
+    _fake_torchvision(tmp_path / "site", version)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    found = row(run_doctor(_qwen(tmp_path), online=False), "package torchvision")
+    assert found.status == status
+    if status == "ok":
+        assert found.detail == f"torchvision {version} (for Qwen-Image-Edit)"
+    else:
+        assert f"torchvision {version} is built for another torch" in found.detail and "fails at import" in found.detail
+
+
+def test_torchvision_series_per_torch_release() -> None:
+    from generation.stack import torchvision_for
+
+    assert torchvision_for("2.13.0") == "0.28"
+    assert torchvision_for("2.14.1+cu128") == "0.29"
+    assert torchvision_for("2.9.1") == "0.24"
+    assert torchvision_for("1.13.1") is None and torchvision_for("nightly") is None
+
 
 # --------------------------------------------------------------------------- data folders
 
