@@ -368,7 +368,8 @@ def check_gpu(generation: GenerationConfig, scope: Scope, job_timeout_s: float =
     has_mps = mps is not None and mps.is_available()
     if setting in ("auto", "mps") and has_mps:
         return Check("gpu", "ok", f"Apple GPU (mps); torch {torch.__version__}")
-    cpu_only = (f"an SDXL image takes tens of minutes on a CPU, past the job timeout (queue.job_timeout_s = "
+    model = "an SDXL" if generation.backend != "edit" else f"a {generation.editor}"
+    cpu_only = (f"{model} image takes tens of minutes on a CPU, past the job timeout (queue.job_timeout_s = "
                 f"{job_timeout_s:g} s): every /portrait would time out")
     move_it = ("run the bot on a machine with an NVIDIA GPU, or set queue.backend = 'redis' here and run "
                "`closeup worker` on a GPU machine")
