@@ -176,3 +176,20 @@ def test_bench_check_backends_runs_on_the_tiny_packs() -> None:
     assert all(float(value) > 0 for values in rows.values() for value in values)
     assert rows[("dlib", "portrait-1024")][2] == "1.00"
     assert "insightface package: 2." in done.stdout and "opencv-python " in done.stdout
+
+
+def test_gpu_figures_script_says_what_to_do_without_wheels_or_a_mode(tmp_path: Path) -> None:
+    """benchmarks/gpu_figures.sh runs on a lent GPU machine that cannot download: without the carried wheels
+    it stops before doing anything, naming the step that makes them."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    copy = tmp_path / "repo"
+    (copy / "benchmarks").mkdir(parents=True)
+    shutil.copy(root / "benchmarks" / "gpu_figures.sh", copy / "benchmarks")
+    script = str(copy / "benchmarks" / "gpu_figures.sh")
+    usage = subprocess.run(["bash", script], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 2 and "fetch | run" in usage.stderr
+    no_wheels = subprocess.run(["bash", script, "run"], capture_output=True, text=True, timeout=30)
+    assert no_wheels.returncode == 2 and "gpu_figures.sh fetch" in no_wheels.stderr
