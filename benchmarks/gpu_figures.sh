@@ -3,15 +3,16 @@
 # architectures with random weights) on a lent GPU machine that cannot download anything.
 #
 #   on the development machine:  bash benchmarks/gpu_figures.sh fetch
-#       puts the wheels the GPU image lacks into .whl/ (diffusers 0.42.1 and importlib_metadata: its image has
-#       torch, torchvision, transformers, peft, opencv and huggingface-hub already; about 6.5 MB)
+#       puts the wheel the GPU image lacks into .whl/ (diffusers 0.42.1, pure Python, 6.4 MB: the image has
+#       torch, torchvision, transformers, peft, opencv and huggingface-hub already)
 #   on the GPU machine (carry .whl):  bash benchmarks/gpu_figures.sh run [bench_generate.py arguments]
-#       installs them into /tmp/site and prints bench_generate.py's table, also kept in $OUT/bench_generate.txt.
+#       installs it into /tmp/site and prints bench_generate.py's table, also kept in $OUT/bench_generate.txt
+#       (/tmp/gpu-figures/ where $OUT is not set).
 #       Without arguments: --full-size --backend instantid edit --presets quality --batches 1 --runs 2, which
 #       on an H200 is estimated (from the models' sizes) at 5-8 minutes, Qwen's 40 true-CFG steps the most.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WHEELS=(diffusers==0.42.1 importlib_metadata)
+WHEELS=(diffusers==0.42.1)
 
 case "${1:-}" in
   fetch)

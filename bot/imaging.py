@@ -196,8 +196,6 @@ _HAIR = (70, 48, 36)
 _SHIRT = (70, 110, 160)
 
 
-
-
 def _person(draw: ImageDraw.ImageDraw, cx: float, top: float, face_h: float, skin: tuple[int, int, int],
             hair: tuple[int, int, int], shirt: tuple[int, int, int], features: bool) -> None:
     """A simple head-and-shoulders figure whose face is ``face_h`` tall, its crown at ``top``."""

@@ -16,8 +16,6 @@ LABEL = 44
 GOOD, BAD, NONE = (46, 160, 67), (215, 48, 48), (140, 140, 140)
 
 
-
-
 def label(portrait: Portrait) -> tuple[str, tuple[int, int, int]]:
     if portrait.likeness is None:
         return f"seed {portrait.seed} · no face found", NONE

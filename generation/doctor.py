@@ -43,7 +43,14 @@ from generation.models import (
     model_files,
     model_ref,
 )
-from generation.stack import SELFIE_CHECKS, needed_models, needs_torchvision, pack_uses, torchvision_for
+from generation.stack import (
+    SELFIE_CHECKS,
+    needed_models,
+    needs_torchvision,
+    pack_uses,
+    torchvision_fits,
+    torchvision_for,
+)
 
 Status = Literal["ok", "warn", "fail", "skip"]
 STATUSES: tuple[Status, ...] = ("ok", "warn", "fail", "skip")
@@ -251,7 +258,7 @@ def check_torchvision(config: Config, scope: Scope) -> Check | None:
         return Check(name, scope.need("fail"), "not installed: generation.editor = 'qwen-image-edit' needs it (its "
                      "Qwen2.5-VL processor)" + scope.where(), fix)
     version = found[1]
-    if series and torch_found and not re.match(rf"{re.escape(series)}(\.|$)", version):
+    if torch_found and not torchvision_fits(torch_found[1], version):
         return Check(name, scope.need("fail"), f"torchvision {version} is built for another torch than the "
                      f"installed torch {torch_found[1]} (it takes {series}.x): it fails at import" + scope.where(), fix)
     return Check(name, "ok", f"torchvision {version} (for Qwen-Image-Edit)")
@@ -368,9 +375,11 @@ def check_gpu(generation: GenerationConfig, scope: Scope, job_timeout_s: float =
     has_mps = mps is not None and mps.is_available()
     if setting in ("auto", "mps") and has_mps:
         return Check("gpu", "ok", f"Apple GPU (mps); torch {torch.__version__}")
-    model = "an SDXL" if generation.backend != "edit" else f"a {generation.editor}"
-    cpu_only = (f"{model} image takes tens of minutes on a CPU, past the job timeout (queue.job_timeout_s = "
-                f"{job_timeout_s:g} s): every /portrait would time out")
+    if generation.backend == "edit":  # billions of parameters over a megapixel's tokens: minutes, not seconds
+        cost = f"a {generation.editor} image takes many minutes on a CPU, near or past the job timeout"
+    else:
+        cost = "an SDXL image takes tens of minutes on a CPU, past the job timeout"
+    cpu_only = f"{cost} (queue.job_timeout_s = {job_timeout_s:g} s): every /portrait would time out"
     move_it = ("run the bot on a machine with an NVIDIA GPU, or set queue.backend = 'redis' here and run "
                "`closeup worker` on a GPU machine")
     if setting == "cpu":

@@ -55,3 +55,9 @@ def torchvision_for(torch_version: str) -> str | None:
     if found is None or found.group(1) != "2":
         return None
     return f"0.{int(found.group(2)) + 15}"
+
+
+def torchvision_fits(torch_version: str, torchvision_version: str) -> bool:
+    """Whether this torchvision was built for this torch (True where the rule above does not know)."""
+    series = torchvision_for(torch_version)
+    return series is None or re.match(rf"{re.escape(series)}(\.|$)", torchvision_version) is not None

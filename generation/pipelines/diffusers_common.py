@@ -31,13 +31,15 @@ def step_callback(on_step: StepCallback | None, total: int) -> Any:
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """diffusers' float 0-1 output as the RGB uint8 arrays everything else uses.
 
-    A model whose numbers overflowed (half precision, a scheduler given too few steps) returns NaN: cast to
-    uint8 that is a black or noise picture sent as a portrait, so it is refused here with what to change.
+    A model whose numbers overflowed returns NaN (float16 on some GPUs; also seen here from Qwen-Image-Edit's
+    scheduler given a single step): cast to uint8 that is a black or noise picture sent as a portrait, so it
+    is refused here with what to change.
     """
     if not np.all(np.isfinite(image)):
         raise GenerationError(
             "The image model returned an empty picture (its numbers overflowed). Try again; if it keeps "
-            "happening, the server owner should set generation.dtype = \"bfloat16\" or \"float32\".")
+            "happening, the server owner should set generation.dtype = \"float32\" (the safest; slower and "
+            "twice the memory).")
     return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 

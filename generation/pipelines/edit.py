@@ -19,6 +19,7 @@ Two editors, both in diffusers (settings from their model cards):
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import math
@@ -49,7 +50,7 @@ from generation.pipelines.types import (
     Img2ImgRequest,
     StepCallback,
 )
-from generation.stack import needs_torchvision, torchvision_for
+from generation.stack import needs_torchvision, torchvision_fits, torchvision_for
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +152,23 @@ def _references(request: GenerationRequest) -> list[Image.Image]:
 
 
 def _require_torchvision(generation: GenerationConfig) -> None:
-    if needs_torchvision(generation) and importlib.util.find_spec("torchvision") is None:
-        series = torchvision_for(torch.__version__)
-        wanted = f"torchvision {series}.x for torch {torch.__version__}" if series else "torchvision"
+    """Missing, or built for another torch (which fails deep inside loading with "operator torchvision::nms does
+    not exist"): say so before loading, with the series this torch takes. Read from the metadata, not imported."""
+    if not needs_torchvision(generation):
+        return
+    series = torchvision_for(torch.__version__)
+    wanted = f"torchvision {series}.x for torch {torch.__version__}" if series else "torchvision"
+    how = f"Install {wanted}, from the index your torch came from, or set generation.editor = 'flux2-klein'."
+    if importlib.util.find_spec("torchvision") is None:
         raise ModelMissingError(
-            "Qwen-Image-Edit needs torchvision (its Qwen2.5-VL processor cannot be built without it). Install "
-            f"{wanted}, from the index your torch came from, or set generation.editor = 'flux2-klein'.")
+            f"Qwen-Image-Edit needs torchvision (its Qwen2.5-VL processor cannot be built without it). {how}")
+    try:
+        installed = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        return
+    if not torchvision_fits(torch.__version__, installed):
+        raise ModelMissingError(f"Qwen-Image-Edit needs torchvision, and torchvision {installed} is built for "
+                                f"another torch than torch {torch.__version__}: it fails at import. {how}")
 
 
 class EditBackend:

@@ -73,8 +73,6 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | Imag
     return lines
 
 
-
-
 def render_preview(assessment: Assessment) -> np.ndarray:
     """RGB uint8 image: the annotated photo on the left, the check list on the right."""
     pixels = assessment.pixels

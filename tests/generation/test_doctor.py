@@ -132,6 +132,7 @@ def test_a_second_opencv_wheel_is_flagged_with_the_fix(tmp_path: Path, monkeypat
     assert "opencv-python and opencv-python-headless" in clash.detail and "cv2" in clash.detail
     assert clash.fix == "pip uninstall -y opencv-python opencv-python-headless && pip install 'opencv-python>=4.9,<6'"
 
+
 def _fake_torchvision(site: Path, version: str) -> None:
     """A torchvision the metadata reads and find_spec finds (never imported by the doctor)."""
     metadata = site / f"torchvision-{version}.dist-info" / "METADATA"
@@ -362,6 +363,7 @@ def test_cuda_required_but_missing(tmp_path: Path) -> None:
     generation = GenerationConfig(cache_dir=str(tmp_path / "hf"), device="cuda")
     assert row(run_doctor(make_config(tmp_path, generation=generation), online=False), "gpu").status == "fail"
 
+
 def test_a_cpu_only_machine_that_would_generate_is_not_ready(tmp_path: Path) -> None:
     """The embedded worker on a CPU: every job would run past the timeout, so the doctor says FAIL, with
     the two ways out; on a Redis bot host (workers elsewhere) the same machine is fine, with a warning."""
@@ -374,6 +376,11 @@ def test_a_cpu_only_machine_that_would_generate_is_not_ready(tmp_path: Path) -> 
         assert embedded.status == "fail", embedded
         assert "job timeout" in embedded.detail and "900 s" in embedded.detail
         assert "closeup worker" in embedded.fix and "queue.backend = 'redis'" in embedded.fix
+        assert "SDXL image" in embedded.detail
+    editor = GenerationConfig(cache_dir=str(tmp_path / "hf"), backend="edit")
+    on_cpu = row(run_doctor(make_config(tmp_path, generation=editor), online=False), "gpu")
+    assert on_cpu.status == "fail" and "a flux2-klein image takes many minutes" in on_cpu.detail
+    assert "SDXL" not in on_cpu.detail
     redis_host = make_config(tmp_path, queue=QueueConfig(backend="redis"))
     assert row(run_doctor(redis_host, online=False), "gpu").status == "warn"
     assert row(run_doctor(make_config(tmp_path), online=False, worker=True), "gpu").status == "fail"
