@@ -260,6 +260,8 @@ def test_results_nobody_will_take_are_given_up_not_retried_forever(tmp_path: Pat
                                  what="progress in a channel message")
             w.channel.overwrites = [{"id": emu.bot_user.id, "type": 1, "allow": "0", "deny": str(VIEW_CHANNEL)}]
             w.alice.dms_open = False
+            # The progress message can be the queued notice, posted before the worker has the job.
+            await emu.wait_until(lambda: generator.seen, timeout=20, what="the job to reach the generator")
             job_id = generator.seen[0].job_id
             gate.set()
             record = None
