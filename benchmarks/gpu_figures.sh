@@ -7,7 +7,7 @@
 #       torch, torchvision, transformers, peft, opencv and huggingface-hub already)
 #   on the GPU machine (carry .whl):  bash benchmarks/gpu_figures.sh run [bench_generate.py arguments]
 #       installs it into /tmp/site and prints bench_generate.py's table, also kept in $OUT/bench_generate.txt
-#       (/tmp/gpu-figures/ where $OUT is not set).
+#       (out/gpu-figures/ in the checkout where $OUT is not set).
 #       Without arguments: --full-size --backend instantid edit --presets quality --batches 1 --runs 2, which
 #       on an H200 is estimated (from the models' sizes) at 5-8 minutes, Qwen's 40 true-CFG steps the most.
 set -euo pipefail
@@ -41,8 +41,8 @@ for name in ("torch", "torchvision", "transformers", "diffusers", "peft"):
     except metadata.PackageNotFoundError:
         print(name, "not installed")
 PY
-    mkdir -p "${OUT:-/tmp/gpu-figures}"
-    python3 benchmarks/bench_generate.py "$@" 2>&1 | tee "${OUT:-/tmp/gpu-figures}/bench_generate.txt"
+    mkdir -p "${OUT:-out/gpu-figures}"
+    python3 benchmarks/bench_generate.py "$@" 2>&1 | tee "${OUT:-out/gpu-figures}/bench_generate.txt"
     ;;
   *)
     echo "usage: bash benchmarks/gpu_figures.sh fetch | run [bench_generate.py arguments]" >&2
