@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_dists import fake_dist
 
 from generation.cli import main
 from generation.config import (
@@ -122,24 +123,13 @@ def test_the_insightface_package_is_reported_with_its_version(tmp_path: Path) ->
 def test_a_second_opencv_wheel_is_flagged_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What an upgrade from a closeup that used the headless wheel leaves: two wheels sharing cv2/."""
     site = tmp_path / "site"
-    metadata = site / "opencv_python_headless-4.10.0.84.dist-info" / "METADATA"
-    metadata.parent.mkdir(parents=True)
-    metadata.write_text("Metadata-Version: 2.1\nName: opencv-python-headless\nVersion: 4.10.0.84\n")
+    fake_dist(site, "opencv-python-headless", "4.10.0.84")
     monkeypatch.syspath_prepend(str(site))
     checks = run_doctor(make_config(tmp_path), online=False)
     clash = row(checks, "package opencv wheels")
     assert clash.status == "warn"
     assert "opencv-python and opencv-python-headless" in clash.detail and "cv2" in clash.detail
     assert clash.fix == "pip uninstall -y opencv-python opencv-python-headless && pip install 'opencv-python>=4.9,<6'"
-
-
-def _fake_torchvision(site: Path, version: str) -> None:
-    """A torchvision the metadata reads and find_spec finds (never imported by the doctor)."""
-    metadata = site / f"torchvision-{version}.dist-info" / "METADATA"
-    metadata.parent.mkdir(parents=True)
-    metadata.write_text(f"Metadata-Version: 2.1\nName: torchvision\nVersion: {version}\n")
-    (site / "torchvision").mkdir()
-    (site / "torchvision" / "__init__.py").write_text("")
 
 
 def _qwen(tmp_path: Path) -> Config:
@@ -163,7 +153,7 @@ def test_a_torchvision_for_another_torch_is_flagged(tmp_path: Path, monkeypatch:
                                                     minor_offset: int, status: str) -> None:
     torch_minor = int(importlib.metadata.version("torch").split(".")[1])
     version = f"0.{torch_minor + minor_offset}.1"
-    _fake_torchvision(tmp_path / "site", version)
+    fake_dist(tmp_path / "site", "torchvision", version, module="torchvision")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     found = row(run_doctor(_qwen(tmp_path), online=False), "package torchvision")
     assert found.status == status

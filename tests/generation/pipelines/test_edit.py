@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from fake_dists import fake_dist
 from PIL import Image
 
 from generation.config import GenerationConfig, ModelsConfig
@@ -212,11 +213,7 @@ def test_qwen_with_a_torchvision_for_another_torch_is_a_clear_error(tmp_path: Pa
     does not exist"); the backend says which series this torch takes before loading anything."""
     minor = int(torch.__version__.split(".")[1])
     site = tmp_path / "site"
-    metadata = site / f"torchvision-0.{minor + 16}.0.dist-info" / "METADATA"
-    metadata.parent.mkdir(parents=True)
-    metadata.write_text(f"Metadata-Version: 2.1\nName: torchvision\nVersion: 0.{minor + 16}.0\n")
-    (site / "torchvision").mkdir()
-    (site / "torchvision" / "__init__.py").write_text("")
+    fake_dist(site, "torchvision", f"0.{minor + 16}.0", module="torchvision")
     monkeypatch.syspath_prepend(str(site))
     generation = GenerationConfig(offline=True, device="cpu", backend="edit", editor="qwen-image-edit")
     with pytest.raises(ModelMissingError, match=rf"torchvision 0\.{minor + 16}\.0 is built for another torch .*"
